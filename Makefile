@@ -1,0 +1,40 @@
+# sophia-trl: `make demo` runs the tiny end-to-end pipeline on the CPU, `make test` runs the tests.
+# Both create .venv first when it is missing.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PIP := $(VENV)/bin/pip
+OUT ?= outputs/demo
+
+.PHONY: setup demo test test-slow quality style clean
+
+$(VENV)/.installed: requirements.txt pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip
+	# torch and torchvision first, as an exact pair: an unpinned torchvision replaces torch.
+	$(PIP) install torch==2.14.1 torchvision==0.29.1
+	$(PIP) install -r requirements.txt
+	$(PIP) install --no-deps -e .
+	touch $@
+
+setup: $(VENV)/.installed
+
+demo: setup
+	$(PY) scripts/demo.py --output_dir $(OUT)
+
+test: setup
+	$(PY) -m pytest
+
+test-slow: setup
+	$(PY) -m pytest -m "slow or not slow"
+
+quality: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+style: setup
+	$(VENV)/bin/ruff check --fix .
+	$(VENV)/bin/ruff format .
+
+clean:
+	rm -rf outputs .pytest_cache
