@@ -1,0 +1,185 @@
+"""TrustGRPOTrainer: GRPO with a thinking reward weighted by trust and annealed over training (SophiaVL-R1)."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Protocol
+
+import torch
+from accelerate.utils import gather
+from trl import GRPOTrainer
+
+from .configs import TrustGRPOConfig
+from .trust import annealed_alpha, official_preset_masks, thinking_bonus, trust_weights
+
+logger = logging.getLogger(__name__)
+
+THINKING_REWARD_NAME = "thinking_reward"
+
+
+class ThinkingScorer(Protocol):
+    """What the trainer needs of a thinking judge (every backend in `sophia_trl.rewards.thinking` has it)."""
+
+    def score(self, questions: list[str], responses: list[str], images: list | None = None) -> list[float | None]: ...
+
+
+def thinking_reward(completions: list, **kwargs) -> list[float | None]:
+    """Placeholder column for the thinking reward: `TrustGRPOTrainer` fills it once the outcome rewards are known."""
+    return [None] * len(completions)
+
+
+def _message_text(content: str | list[dict[str, Any]]) -> str:
+    if isinstance(content, str):
+        return content
+    return "".join(block.get("text", "") for block in content if block.get("type") == "text")
+
+
+def question_of(prompt: str | list[dict[str, Any]]) -> str:
+    """The text of the last user message of a conversational prompt (the prompt itself when it is a string)."""
+    if isinstance(prompt, str):
+        return prompt
+    users = [m for m in prompt if m.get("role") == "user"]
+    return _message_text(users[-1]["content"]) if users else ""
+
+
+def response_of(completion: str | list[dict[str, Any]]) -> str:
+    """The text of a completion, conversational (`[{"role": "assistant", "content": ...}]`) or plain."""
+    if isinstance(completion, str):
+        return completion
+    return "".join(_message_text(m["content"]) for m in completion if m.get("role") == "assistant")
+
+
+def image_of(example: dict[str, Any]):
+    """The first image of a dataset row (`image` or `images` column), or None for a text-only row."""
+    if example.get("images"):
+        return example["images"][0]
+    return example.get("image")
+
+
+class TrustGRPOTrainer(GRPOTrainer):
+    """
+    Trainer for Trust-GRPO (SophiaVL-R1, arXiv 2505.17018).
+
+    The only change with respect to [`trl.GRPOTrainer`] is how rewards are combined; generation, the loss, logging and
+    checkpointing are inherited. The first reward function is the outcome reward: it decides which completions are
+    correct (outcome >= `correct_threshold`). Once the outcome rewards of the whole batch are gathered, the trainer asks
+    `thinking_judge` to score the reasoning, computes each group's trust weight gamma and adds
+
+        gamma * alpha * exp(-step / T) * R_thinking
+
+    to the completion's reward as an extra reward column named `thinking_reward`. Other reward functions (e.g. a
+    format or length reward) add with their `reward_weights` as in GRPO; the thinking column has weight 1. GRPO's
+    group normalisation of the summed reward then gives the advantages.
+
+    A failed judge call gives a NaN thinking reward: it is left out of gamma's means and adds nothing to the reward.
+    The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
+    every process computes the same weights even when a prompt's group is split across processes.
+
+    Written against TRL 1.16.0's `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`,
+    which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs).
+
+    Args:
+        model, reward_funcs, args, **kwargs:
+            As for [`trl.GRPOTrainer`], with `args` a [`TrustGRPOConfig`].
+        thinking_judge (`ThinkingScorer` or `None`, *optional*, defaults to `None`):
+            An object with `score(questions, responses, images) -> list[float | None]`, e.g. a backend from
+            `sophia_trl.rewards.thinking`. `None` trains plain GRPO on the reward functions.
+
+    Logged metrics (besides GRPO's): `trust/gamma_mean`, `trust/untrusted_frac` (groups with gamma < 1),
+    `trust/mixed_group_frac` (groups with correct and wrong completions), `trust/alpha` (annealed alpha),
+    `trust/outcome_reward_mean`, `trust/thinking_reward_mean` (raw judge scores), `trust/judge_calls`,
+    `trust/judge_skipped`, `trust/judge_failed`.
+    """
+
+    _tag_names = ["trl", "grpo", "trust-grpo", "sophia-trl"]
+    _name = "TrustGRPO"
+
+    def __init__(self, model, reward_funcs, args: TrustGRPOConfig | None = None, thinking_judge=None, **kwargs):
+        if args is not None and not isinstance(args, TrustGRPOConfig):
+            raise TypeError(f"TrustGRPOTrainer needs a TrustGRPOConfig, got {type(args).__name__}.")
+        reward_funcs = list(reward_funcs) if isinstance(reward_funcs, list | tuple) else [reward_funcs]
+        if not reward_funcs:
+            raise ValueError("TrustGRPOTrainer needs at least the outcome reward function.")
+        self.thinking_judge = thinking_judge
+        if thinking_judge is not None:
+            if not callable(getattr(thinking_judge, "score", None)):
+                raise TypeError("thinking_judge must have a `score(questions, responses, images)` method.")
+            reward_funcs.append(thinking_reward)
+            if args is not None and args.reward_weights is not None:
+                if len(args.reward_weights) != len(reward_funcs) - 1:
+                    raise ValueError(
+                        f"reward_weights has {len(args.reward_weights)} values for {len(reward_funcs) - 1} reward "
+                        "functions; give one weight per reward function (the thinking reward is weighted by alpha)."
+                    )
+                args.reward_weights = [*args.reward_weights, 1.0]
+        super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)
+        mode = "train" if self.model.training else "eval"
+        outcome = rewards_per_func[:, 0]  # (B,) gathered over processes
+        self._metrics[mode]["trust/outcome_reward_mean"].append(torch.nanmean(outcome).item())
+        if self.thinking_judge is None:
+            return rewards_per_func
+
+        args: TrustGRPOConfig = self.args
+        num_generations = self.num_generations if mode == "train" else self.num_generations_eval
+        horizon = args.thinking_reward_T or max(self.state.max_steps, 1)
+        alpha = annealed_alpha(
+            self.state.global_step, args.thinking_reward_alpha, horizon, args.thinking_reward_annealing
+        )
+
+        if args.thinking_reward_preset == "official":
+            ask_judge, active = official_preset_masks(outcome, num_generations)  # (B,), (num_groups,)
+        else:
+            ask_judge = torch.ones_like(outcome, dtype=torch.bool)
+            active = None
+        if alpha == 0.0:
+            ask_judge = torch.zeros_like(ask_judge)
+
+        # Each process scores its own completions; the official preset's skipped rows in active groups score 0.
+        local = slice(
+            self.accelerator.process_index * len(prompts), (self.accelerator.process_index + 1) * len(prompts)
+        )
+        local_ask = ask_judge[local]
+        local_thinking = torch.full((len(prompts),), torch.nan, device=outcome.device)
+        if active is not None:
+            local_active_rows = active.repeat_interleave(num_generations)[local]
+            local_thinking[local_active_rows & ~local_ask] = 0.0
+        rows = local_ask.nonzero(as_tuple=True)[0].tolist()
+        if rows:
+            scores = self.thinking_judge.score(
+                [question_of(prompts[i]) for i in rows],
+                [response_of(completions[i]) for i in rows],
+                [image_of(inputs[i]) for i in rows],
+            )
+            if len(scores) != len(rows):
+                raise ValueError(f"The thinking judge returned {len(scores)} scores for {len(rows)} completions.")
+            local_thinking[rows] = torch.tensor(
+                [torch.nan if s is None else float(s) for s in scores], device=outcome.device
+            )
+        local_failed = torch.isnan(local_thinking[local_ask]).sum()
+        thinking = gather(local_thinking)  # (B,) identical on every process
+        counts = gather(torch.stack([local_ask.sum(), (~local_ask).sum(), local_failed]).view(1, 3)).sum(dim=0)
+
+        if args.trust_weighting:
+            gamma = trust_weights(outcome, thinking, num_generations, args.correct_threshold)  # (num_groups,)
+        else:
+            gamma = torch.ones(outcome.numel() // num_generations, device=outcome.device)
+        rewards_per_func[:, -1] = thinking_bonus(thinking, gamma, alpha, num_generations, active)
+
+        grouped = (outcome.view(-1, num_generations) >= args.correct_threshold).float().mean(dim=1)  # (num_groups,)
+        mixed = (grouped > 0) & (grouped < 1)
+        metrics = self._metrics[mode]
+        metrics["trust/alpha"].append(alpha)
+        metrics["trust/gamma_mean"].append(gamma.mean().item())
+        metrics["trust/untrusted_frac"].append((gamma < 1).float().mean().item())
+        metrics["trust/mixed_group_frac"].append(mixed.float().mean().item())
+        metrics["trust/thinking_reward_mean"].append(torch.nanmean(thinking).item())
+        metrics["trust/judge_calls"].append(counts[0].item())
+        metrics["trust/judge_skipped"].append(counts[1].item())
+        metrics["trust/judge_failed"].append(counts[2].item())
+        # Per-completion columns of the completions table (TRL gathers these local slices itself).
+        self._log_completion_extra("thinking_reward_raw", thinking[local].tolist())
+        self._log_completion_extra("trust_gamma", gamma.repeat_interleave(num_generations)[local].tolist())
+        return rewards_per_func

@@ -1,0 +1,195 @@
+"""TrustGRPOTrainer: the advantages handed to the loss equal R = R_o + gamma * alpha_t * R_t normalised per group."""
+
+import math
+import statistics
+
+import pytest
+import torch
+from datasets import Dataset
+from PIL import Image
+
+from sophia_trl.configs import TrustGRPOConfig
+from sophia_trl.grpo_trainer import TrustGRPOTrainer, response_of
+
+G = 4
+
+
+def make_dataset(n: int = 8) -> Dataset:
+    colours = ["red", "green", "blue", "yellow"]
+    return Dataset.from_dict(
+        {
+            "prompt": [[{"role": "user", "content": f"How many shapes are {colours[i % 4]}?"}] for i in range(n)],
+            "image": [Image.new("RGB", (56, 56), colours[i % 4]) for i in range(n)],
+            "solution": [str(i) for i in range(n)],
+        }
+    )
+
+
+def outcome_of(text: str) -> float:
+    return (len(text) % 3) / 2  # 0, 0.5 or 1: deterministic in the completion
+
+
+def judge_of(text: str, outcome: float) -> float | None:
+    if len(text) % 7 == 0:
+        return None  # a failed judge call
+    # Adversarial: high scores for wrong answers, so that mixed groups get gamma < 1.
+    return 0.9 if outcome < 0.5 else (len(text) % 4) / 4
+
+
+class RecordingJudge:
+    def __init__(self):
+        self.calls = []
+
+    def score(self, questions, responses, images=None):
+        assert len(questions) == len(responses) == len(images)
+        assert all(isinstance(im, Image.Image) for im in images)  # the row's image reaches the judge
+        self.calls.append(list(responses))
+        return [judge_of(r, outcome_of(r)) for r in responses]
+
+
+class RecordingTrainer(TrustGRPOTrainer):
+    """Keeps each generation batch's completions and the advantages handed to the loss."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.records = []
+
+    def _generate_and_score_completions(self, inputs):
+        step = self.state.global_step
+        output = super()._generate_and_score_completions(inputs)
+        texts = [self.processing_class.decode(ids, skip_special_tokens=True) for ids in output["completion_ids"]]
+        self.records.append((step, texts, output["advantages"].clone()))
+        return output
+
+
+def outcome_reward(completions, **kwargs):
+    return [outcome_of(response_of(c)) for c in completions]
+
+
+def expected_advantages(texts, step, T, preset, trust, annealing, judged=True):
+    """Reference computation written out group by group, independent of sophia_trl.trust."""
+    alpha = 0.3 * (math.exp(-step / T) if annealing == "exp" else 1.0)
+    advantages = []
+    for g in range(len(texts) // G):
+        group = texts[g * G : (g + 1) * G]
+        o = [outcome_of(t) for t in group]
+        if not judged:
+            t_scores = [0.0] * G
+            gamma = 1.0
+        else:
+            uniform = all(x >= 0.9 for x in o) or all(x <= 0.1 for x in o)
+            if preset == "official" and uniform:
+                t_scores = [0.0] * G
+            else:
+                t_scores = [(judge_of(t, x) if (preset == "paper" or x >= 0.2) else 0.0) for t, x in zip(group, o)]
+            c = [s for s, x in zip(t_scores, o) if x >= 0.5 and s is not None]
+            w = [s for s, x in zip(t_scores, o) if x < 0.5 and s is not None]
+            gamma = 1.0
+            if trust and c and w and sum(c) / len(c) < sum(w) / len(w):
+                gamma = math.exp(sum(c) / len(c) - sum(w) / len(w))
+            if preset == "official" and uniform:
+                gamma = 0.0
+        r = [x + gamma * alpha * (s if s is not None else 0.0) for x, s in zip(o, t_scores)]
+        mean, std = statistics.fmean(r), statistics.stdev(r)
+        advantages += [(x - mean) / (std + 1e-4) for x in r]
+    return torch.tensor(advantages)
+
+
+def make_trainer(tiny_vlm_dir, tmp_path, judge, **config):
+    args = TrustGRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2 * G,
+        num_generations=G,
+        max_completion_length=12,
+        max_steps=2,
+        learning_rate=1e-3,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        **config,
+    )
+    return RecordingTrainer(
+        model=str(tiny_vlm_dir),
+        reward_funcs=[outcome_reward],
+        thinking_judge=judge,
+        args=args,
+        train_dataset=make_dataset(),
+    )
+
+
+SETTINGS = {
+    "trust-grpo": dict(thinking_reward_preset="paper"),
+    "official": dict(thinking_reward_preset="official"),
+    "no-trust": dict(trust_weighting=False),
+    "no-trust-no-annealing": dict(trust_weighting=False, thinking_reward_annealing="none"),
+    "fixed-T": dict(thinking_reward_T=7),
+}
+
+
+@pytest.mark.parametrize("name", list(SETTINGS))
+def test_advantages_follow_trust_grpo(tiny_vlm_dir, tmp_path, name):
+    judge = RecordingJudge()
+    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge, **SETTINGS[name])
+    before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
+    trainer.train()
+    args = trainer.args
+    T = args.thinking_reward_T or args.max_steps
+    assert [step for step, _, _ in trainer.records] == [0, 1]
+    saw_distrust = False
+    for step, texts, advantages in trainer.records:
+        expected = expected_advantages(
+            texts, step, T, args.thinking_reward_preset, args.trust_weighting, args.thinking_reward_annealing
+        )
+        torch.testing.assert_close(advantages, expected, atol=1e-4, rtol=1e-4)
+        saw_distrust |= any(
+            (0 < sum(outcome_of(t) >= 0.5 for t in texts[i : i + G]) < G) for i in range(0, len(texts), G)
+        )
+    assert saw_distrust, "the run produced no mixed group: the test would not exercise gamma"
+
+    # The official preset does not ask the judge about outcome < 0.2 nor about uniform groups.
+    asked = [r for call in judge.calls for r in call]
+    if args.thinking_reward_preset == "official":
+        assert all(outcome_of(r) >= 0.2 for r in asked)
+    else:
+        assert len(asked) == 2 * 2 * G
+
+    logs = [entry for entry in trainer.state.log_history if "trust/alpha" in entry]
+    assert len(logs) == 2
+    expected_alpha = [0.3 * (math.exp(-s / T) if args.thinking_reward_annealing == "exp" else 1.0) for s in (0, 1)]
+    assert [entry["trust/alpha"] for entry in logs] == pytest.approx(expected_alpha)
+    for key in ("trust/gamma_mean", "trust/untrusted_frac", "trust/judge_calls", "trust/outcome_reward_mean"):
+        assert key in logs[0]
+    assert sum(entry["trust/judge_calls"] for entry in logs) == len(asked)
+
+    changed = [n for n, p in trainer.model.named_parameters() if not torch.equal(p, before[n])]
+    assert changed, "no parameter changed after two training steps"
+
+
+def test_plain_grpo_without_judge(tiny_vlm_dir, tmp_path):
+    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge=None)
+    trainer.train()
+    assert trainer.reward_func_names == ["outcome_reward"]
+    for step, texts, advantages in trainer.records:
+        expected = expected_advantages(texts, step, 2, "paper", True, "exp", judged=False)
+        torch.testing.assert_close(advantages, expected, atol=1e-4, rtol=1e-4)
+
+
+def test_reward_weights_get_a_thinking_column(tiny_vlm_dir, tmp_path):
+    trainer = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), reward_weights=[2.0])
+    assert trainer.reward_weights.tolist() == [2.0, 1.0]
+    assert trainer.reward_func_names == ["outcome_reward", "thinking_reward"]
+
+
+def test_config_rejects_bad_values(tmp_path):
+    with pytest.raises(ValueError, match="thinking_reward_preset"):
+        TrustGRPOConfig(output_dir=str(tmp_path), thinking_reward_preset="released", use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="thinking_reward_T"):
+        TrustGRPOConfig(output_dir=str(tmp_path), thinking_reward_T=0, use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="sum_then_normalize"):
+        TrustGRPOConfig(
+            output_dir=str(tmp_path), multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False
+        )
