@@ -7,11 +7,33 @@ inside `<think> </think>`, then answer inside `<answer> </answer>` in the form t
 
 from __future__ import annotations
 
+import io
+import json
 import logging
+import os
+from collections.abc import Callable, Iterable, Iterator
+from pathlib import Path
+from typing import Any
+
+from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from PIL import Image
 
 logger = logging.getLogger(__name__)
 
 PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "text")
+# Spellings seen in released code and user data, mapped to the canonical type names.
+PROBLEM_TYPE_ALIASES = {
+    "multiple choice": "multiple choice",
+    "multiple_choice": "multiple choice",
+    "multiple-choice": "multiple choice",
+    "numerical": "numerical",
+    "ocr": "OCR",
+    "free-form": "free-form",
+    "free form": "free-form",
+    "free_form": "free-form",
+    "text": "text",
+}
+DATA_FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 # The structure follows the released SophiaVL-R1 training prompt (question, then a request for deliberate reasoning
 # with self-checks in <think>, then the answer in <answer>, then a per-type format rule), so prompts built here match
@@ -95,3 +117,323 @@ def build_prompt(
     if system_prompt:
         messages.insert(0, {"role": "system", "content": system_prompt})
     return messages
+
+
+def normalize_problem_type(value: Any) -> str | None:
+    """
+    The canonical name of a problem type (`"multiple_choice"` -> `"multiple choice"`, `"ocr"` -> `"OCR"`), or `None`
+    when the value is not a known type.
+
+    Args:
+        value (`Any`):
+            The row's `problem_type`.
+
+    Returns:
+        `str` or `None`: One of `PROBLEM_TYPES`, or `None`.
+    """
+    if not isinstance(value, str):
+        return None
+    return PROBLEM_TYPE_ALIASES.get(value.strip().lower())
+
+
+def load_dataset_from_name_or_path(name_or_path: str, config: str | None = None) -> DatasetDict | Dataset:
+    """
+    Load a dataset the same way whatever form it comes in.
+
+    - a folder written by `save_to_disk` -> `datasets.load_from_disk`;
+    - any other local folder or a data file (`.json`, `.jsonl`, `.parquet`, `.csv`, `.arrow`) -> `datasets.load_dataset`
+      (a file gives a `train` split);
+    - anything else is taken as a Hub id -> `datasets.load_dataset(name_or_path, config)`.
+
+    Args:
+        name_or_path (`str`):
+            Local folder, local data file, or Hub dataset id.
+        config (`str` or `None`, *optional*, defaults to `None`):
+            Dataset configuration (subset) name, for Hub datasets and folders with several configurations.
+
+    Returns:
+        [`~datasets.DatasetDict`] or [`~datasets.Dataset`]: What the source holds (a `save_to_disk` folder of a single
+        `Dataset` gives a `Dataset`).
+
+    Raises:
+        `FileNotFoundError`: The path looks local (it starts with `/`, `./`, `../` or `~`) but does not exist.
+        `ValueError`: Nothing could load it; the message says what was tried.
+    """
+    path = Path(name_or_path).expanduser()
+    if path.is_dir() and ((path / "dataset_dict.json").is_file() or (path / "state.json").is_file()):
+        logger.info("Loading %s with load_from_disk", path)
+        return load_from_disk(str(path))
+    if path.is_dir():
+        args, kwargs = (str(path),), {"name": config}
+        tried = f"load_dataset({str(path)!r}) on the folder's data files (it was not written by save_to_disk)"
+    elif path.is_file():
+        builder = DATA_FILE_FORMATS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(
+                f"Cannot load {str(path)!r}: unknown file type {path.suffix!r}. Use one of "
+                f"{sorted(DATA_FILE_FORMATS)}, or a folder written by save_to_disk."
+            )
+        args, kwargs = (builder,), {"data_files": str(path)}
+        tried = f"load_dataset({builder!r}, data_files={str(path)!r})"
+    elif name_or_path.startswith(("/", "./", "../", "~")):
+        raise FileNotFoundError(
+            f"Dataset path {name_or_path!r} does not exist. Pass a folder written by save_to_disk, a data file, a "
+            "folder of data files, or a Hugging Face Hub dataset id."
+        )
+    else:
+        args, kwargs = (name_or_path,), {"name": config}
+        tried = (
+            f"load_dataset({name_or_path!r}, name={config!r}) from the Hugging Face Hub, as no local file or folder "
+            "has that name"
+        )
+    try:
+        return load_dataset(*args, **kwargs)
+    except Exception as err:
+        raise ValueError(f"Could not load dataset {name_or_path!r}: tried {tried}, which failed with: {err}") from err
+
+
+class BadRowError(ValueError):
+    """
+    A row that cannot be converted; the message names the row, its file and what to do.
+
+    Args:
+        reason (`str`):
+            What is wrong with the row.
+        row_id (`str` or `None`, *optional*, defaults to `None`):
+            The row's id (`problem_id`, or `file:index` when the row has none).
+        file (`str` or `None`, *optional*, defaults to `None`):
+            The file the row comes from.
+    """
+
+    def __init__(self, reason: str, row_id: str | None = None, file: str | None = None):
+        self.reason = reason
+        self.row_id = row_id
+        self.file = file
+        where = ", ".join(part for part in (f"row {row_id}" if row_id else "", f"file {file}" if file else "") if part)
+        super().__init__(f"{where}: {reason}" if where else reason)
+
+
+def list_data_files(path: str | os.PathLike) -> list[Path]:
+    """
+    The JSON, JSON Lines and Parquet files at `path` (the file itself, or the files under a folder, recursively), in
+    sorted order.
+
+    Args:
+        path (`str` or `os.PathLike`):
+            A data file or a folder.
+
+    Returns:
+        `list[Path]`: The data files.
+    """
+    path = Path(path)
+    suffixes = (".json", ".jsonl", ".parquet")
+    if path.is_file():
+        if path.suffix.lower() not in suffixes:
+            raise ValueError(f"{path}: expected a {', '.join(suffixes)} file.")
+        return [path]
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} does not exist.")
+    files = sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in suffixes)
+    if not files:
+        raise FileNotFoundError(f"No {', '.join(suffixes)} files under {path}.")
+    return files
+
+
+def iter_rows(file: str | os.PathLike) -> Iterator[dict[str, Any]]:
+    """
+    The rows of a data file as dicts: a JSON list (or an object holding one list), JSON Lines, or Parquet (read in
+    batches, so a large file is never loaded whole).
+
+    Args:
+        file (`str` or `os.PathLike`):
+            The file.
+
+    Yields:
+        `dict[str, Any]`: One row.
+    """
+    file = Path(file)
+    suffix = file.suffix.lower()
+    if suffix == ".parquet":
+        import pyarrow.parquet as pq
+
+        for batch in pq.ParquetFile(file).iter_batches(batch_size=256):
+            yield from batch.to_pylist()
+    elif suffix == ".jsonl":
+        with open(file, encoding="utf-8") as f:
+            for line_number, line in enumerate(f, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as err:
+                    raise BadRowError(f"line {line_number} is not valid JSON ({err}).", file=str(file)) from err
+                if not isinstance(row, dict):
+                    raise BadRowError(f"line {line_number} is not a JSON object.", file=str(file))
+                yield row
+    else:
+        with open(file, encoding="utf-8") as f:
+            try:
+                data = json.load(f)
+            except json.JSONDecodeError as err:
+                raise BadRowError(f"not valid JSON ({err}).", file=str(file)) from err
+        if isinstance(data, dict):
+            lists = [v for v in data.values() if isinstance(v, list)]
+            if len(lists) != 1:
+                raise BadRowError(
+                    "expected a JSON list of rows (or an object holding exactly one list).", file=str(file)
+                )
+            data = lists[0]
+        if not isinstance(data, list):
+            raise BadRowError("expected a JSON list of rows.", file=str(file))
+        for index, row in enumerate(data):
+            if not isinstance(row, dict):
+                raise BadRowError(f"item {index} is not a JSON object.", file=str(file))
+            yield row
+
+
+def resolve_image(value: Any, image_root: str | os.PathLike) -> str | dict[str, Any] | None:
+    """
+    Check that a row's image exists and opens, without keeping it in memory, and return it in a form the `datasets`
+    `Image()` feature stores: an absolute path (decoded lazily when the row is read) or `{"bytes": ..., "path": ...}`.
+
+    Args:
+        value (`Any`):
+            The row's image: a path (relative to `image_root`, or absolute), a `{"bytes", "path"}` dict (Parquet
+            exports), a one-element list of those, or `None`/`""` for no image.
+        image_root (`str` or `os.PathLike`):
+            Folder that relative paths start from.
+
+    Returns:
+        `str`, `dict` or `None`: The image for the `Image()` feature, `None` when the row has none.
+
+    Raises:
+        `ValueError`: The image is missing, cannot be opened, or is not one image (the message says which).
+    """
+    if isinstance(value, list):
+        if len(value) > 1:
+            raise ValueError(f"{len(value)} images given; this format holds one image per row.")
+        value = value[0] if value else None
+    if value is None or value == "":
+        return None
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            _verify_image(io.BytesIO(value["bytes"]), "the embedded image bytes")
+            return {"bytes": value["bytes"], "path": value.get("path")}
+        value = value.get("path")
+        if not value:
+            raise ValueError("the image entry has neither bytes nor a path.")
+    if not isinstance(value, str):
+        raise ValueError(f"the image must be a path string, got {type(value).__name__}.")
+    path = Path(value).expanduser()
+    if not path.is_absolute():
+        path = Path(image_root) / path
+    path = path.resolve()
+    if not path.is_file():
+        raise ValueError(f"image {value!r} not found (looked for {path}). Check the image root folder.")
+    _verify_image(path, f"image {value!r} ({path})")
+    return str(path)
+
+
+def _verify_image(source: Any, name: str) -> None:
+    try:
+        # verify() checks the file's structure without decoding the pixels, so memory stays small on large images.
+        with Image.open(source) as image:
+            image.verify()
+    except Exception as err:
+        raise ValueError(f"{name} cannot be opened as an image ({type(err).__name__}: {err}).") from err
+
+
+def release_data_files(input_dir: str | os.PathLike) -> list[Path]:
+    """
+    The data files of a dataset release: those under `input_dir/json/` when that folder exists (the SophiaVL-R1
+    layout), else those under `input_dir` (or `input_dir` itself when it is a file).
+
+    Args:
+        input_dir (`str` or `os.PathLike`):
+            The release folder, or a data file.
+
+    Returns:
+        `list[Path]`: JSON, JSON Lines and Parquet files, sorted.
+    """
+    input_dir = Path(input_dir)
+    return list_data_files(input_dir / "json" if (input_dir / "json").is_dir() else input_dir)
+
+
+def convert_rows(
+    items: Iterable[Any],
+    convert: Callable[[Any], dict[str, Any]],
+    on_bad_row: str = "error",
+    max_rows: int | None = None,
+) -> tuple[list[dict[str, Any]], list[BadRowError]]:
+    """
+    Convert rows one by one, stopping at the first bad one or skipping bad ones.
+
+    Args:
+        items (`Iterable`):
+            What `convert` takes, one per row.
+        convert (`Callable`):
+            Returns the converted row, or raises [`BadRowError`].
+        on_bad_row (`str`, *optional*, defaults to `"error"`):
+            `"error"` re-raises the first [`BadRowError`]; `"skip"` leaves the row out and records the error.
+        max_rows (`int` or `None`, *optional*, defaults to `None`):
+            Stop once this many rows are converted (bad rows do not count).
+
+    Returns:
+        `tuple[list[dict], list[BadRowError]]`: The converted rows and the errors of the skipped ones.
+    """
+    if on_bad_row not in ("error", "skip"):
+        raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}.")
+    rows, bad = [], []
+    for item in items:
+        if max_rows is not None and len(rows) >= max_rows:
+            break
+        try:
+            rows.append(convert(item))
+        except BadRowError as err:
+            if on_bad_row == "error":
+                raise
+            bad.append(err)
+    return rows, bad
+
+
+def bad_rows_report(bad: list[BadRowError], max_listed: int = 20) -> str:
+    """
+    A short text report of skipped rows: how many, and which (row, file, reason), the first `max_listed` of them.
+
+    Args:
+        bad (`list[BadRowError]`):
+            The errors of the skipped rows.
+        max_listed (`int`, *optional*, defaults to `20`):
+            How many rows to list.
+
+    Returns:
+        `str`: The report; empty when nothing was skipped.
+    """
+    if not bad:
+        return ""
+    lines = [f"Skipped {len(bad)} bad row(s):"]
+    lines += [f"  - {err}" for err in bad[:max_listed]]
+    if len(bad) > max_listed:
+        lines.append(f"  ... and {len(bad) - max_listed} more (all are listed in the conversion report file).")
+    return "\n".join(lines)
+
+
+def write_conversion_report(output_dir: str | os.PathLike, summary: dict[str, Any], bad: list[BadRowError]) -> Path:
+    """
+    Write `conversion_report.json` into `output_dir`: the summary counts and every skipped row with its reason.
+
+    Args:
+        output_dir (`str` or `os.PathLike`):
+            The converted dataset's folder.
+        summary (`dict`):
+            Counts to record (rows, per source, per type, ...).
+        bad (`list[BadRowError]`):
+            The errors of the skipped rows.
+
+    Returns:
+        `Path`: The report file.
+    """
+    path = Path(output_dir) / "conversion_report.json"
+    skipped = [{"row": err.row_id, "file": err.file, "reason": err.reason} for err in bad]
+    path.write_text(json.dumps({**summary, "num_skipped": len(bad), "skipped": skipped}, indent=2) + "\n")
+    return path
