@@ -1,0 +1,177 @@
+"""An optional LLM judge for the benchmarks whose official scoring uses one (MathVista, MathVerse).
+
+MathVista's official pipeline asks GPT-4 to extract the answer from a free-form response before comparing it;
+MathVerse's also asks it whether the extracted answer matches the reference. Here the judge is any OpenAI-compatible
+chat server (OpenAI, `vllm serve`, `transformers serve`), called with a timeout, bounded retries and bounded
+concurrency. It is only asked when the rule-based reading is not already clean (a bare option letter or number), as
+the official code's quick checks do. A call that still fails after its retries leaves the rule-based result in place
+and is counted, so a flaky server never stops an evaluation or silently changes a number.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import re
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+EXTRACTION_PROMPT = """\
+Below is a question and a model's response to it. Copy out the model's final answer and nothing else.
+- For a multiple-choice question, write the option letter the model chose (for example: B).
+- For a numeric answer, write the number only, without units (for example: 1.5).
+- Otherwise write the answer as short as the model gave it.
+- If the response gives no final answer, write: NONE
+
+Question:
+{question}
+
+Model response:
+{response}
+
+Final answer:"""
+
+EQUIVALENCE_PROMPT = """\
+Decide whether a student's answer to a math question means the same as the reference answer. Equivalent forms count
+as the same (0.5 and 1/2; 60 and 60°; x=2 and 2 when the question asks for x). For a multiple-choice question, the
+answers are the same only if they pick the same option. Reply with a single digit: 1 if they are the same, 0 if not.
+
+Question:
+{question}
+
+Reference answer: {reference}
+Student's answer: {prediction}
+
+Same (1 or 0):"""
+
+
+class ChatJudge:
+    """A small client for an OpenAI-compatible chat-completions server, used to read and compare answers.
+
+    Args:
+        base_url (`str`):
+            The server's API root, e.g. `"https://api.openai.com/v1"` or `"http://localhost:8000/v1"`.
+        model (`str`):
+            The model name the server expects.
+        api_key (`str`, *optional*):
+            Defaults to the `OPENAI_API_KEY` environment variable, or `"EMPTY"` for local servers that need none.
+            Never logged.
+        timeout (`float`, *optional*, defaults to `60.0`):
+            Seconds allowed per request attempt.
+        max_retries (`int`, *optional*, defaults to `2`):
+            Retries per request (with the client's exponential backoff) before the call counts as failed.
+        max_concurrency (`int`, *optional*, defaults to `8`):
+            Requests in flight at once.
+        max_tokens (`int`, *optional*, defaults to `64`):
+            Reply budget; extracted answers and 0/1 judgements are short.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 2,
+        max_concurrency: int = 8,
+        max_tokens: int = 64,
+    ):
+        import openai
+
+        if timeout <= 0 or max_retries < 0 or max_concurrency < 1:
+            raise ValueError(
+                f"Need timeout > 0, max_retries >= 0 and max_concurrency >= 1; got {timeout}, {max_retries}, "
+                f"{max_concurrency}."
+            )
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        self.max_tokens = max_tokens
+        self._openai = openai
+        self._client = openai.OpenAI(
+            base_url=base_url,
+            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
+            timeout=timeout,
+            max_retries=max_retries,
+        )
+        self.num_calls = 0
+        self.num_failures = 0
+
+    def settings(self) -> dict[str, Any]:
+        """What the output JSON records about the judge (never the key)."""
+        return {
+            "base_url": self.base_url,
+            "model": self.model,
+            "timeout": self.timeout,
+            "max_retries": self.max_retries,
+        }
+
+    def complete(self, prompts: list[str]) -> list[str | None]:
+        """Sends each prompt as one user message (greedy); returns the replies in order, `None` for failed calls."""
+        if not prompts:
+            return []
+        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
+            replies = list(pool.map(self._complete_one, prompts))
+        self.num_calls += len(prompts)
+        self.num_failures += sum(reply is None for reply in replies)
+        return replies
+
+    def _complete_one(self, prompt: str) -> str | None:
+        try:
+            completion = self._client.chat.completions.create(
+                model=self.model,
+                messages=[{"role": "user", "content": prompt}],
+                temperature=0.0,
+                max_tokens=self.max_tokens,
+            )
+            return completion.choices[0].message.content or ""
+        except self._openai.OpenAIError as error:
+            logger.warning("Judge call to %s failed after %d retries: %s", self.base_url, self.max_retries, error)
+            return None
+        except (AttributeError, IndexError, TypeError) as error:
+            logger.warning("Judge at %s sent a malformed completion: %s", self.base_url, error)
+            return None
+
+    def extract_answers(self, questions: list[str], responses: list[str]) -> list[str | None]:
+        """The final answer the judge reads in each response: `""` when the judge found none, `None` when the call
+        failed (the caller then keeps its rule-based reading)."""
+        replies = self.complete(
+            [EXTRACTION_PROMPT.format(question=q, response=r) for q, r in zip(questions, responses)]
+        )
+        return [parse_extraction(reply) for reply in replies]
+
+    def judge_equivalence(
+        self, questions: list[str], references: list[str], predictions: list[str]
+    ) -> list[bool | None]:
+        """Whether each prediction means the same as its reference; `None` when the call failed or was unreadable."""
+        replies = self.complete(
+            [
+                EQUIVALENCE_PROMPT.format(question=q, reference=ref, prediction=pred)
+                for q, ref, pred in zip(questions, references, predictions)
+            ]
+        )
+        return [parse_judgement(reply) for reply in replies]
+
+
+def parse_extraction(reply: str | None) -> str | None:
+    """The judge's extracted answer, stripped of a leading label and quotes: `None` for a failed call (no reply),
+    `""` when the judge says the response has no answer."""
+    if reply is None:
+        return None
+    text = re.sub(r"^\s*(?:final answer|answer|extracted answer)\s*:\s*", "", reply.strip(), flags=re.IGNORECASE)
+    text = text.strip().strip("\"'`").strip()
+    return "" if text.upper().rstrip(".") == "NONE" else text
+
+
+def parse_judgement(reply: str | None) -> bool | None:
+    """Reads the judge's 0/1 verdict (the first standalone 0 or 1); `None` when there is none."""
+    if reply is None:
+        return None
+    match = re.search(r"(?<![\d.])([01])(?![\d.])", reply)
+    if match is None:
+        return None
+    return match.group(1) == "1"

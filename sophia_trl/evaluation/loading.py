@@ -1,0 +1,193 @@
+"""Loading benchmark data from the Hub or from a local copy, and reading prediction files."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import json
+import logging
+import math
+from pathlib import Path
+from typing import Any
+
+import datasets
+from PIL import Image
+
+logger = logging.getLogger(__name__)
+
+_DATA_FILE_BUILDERS = {
+    ".json": "json",
+    ".jsonl": "json",
+    ".parquet": "parquet",
+    ".csv": "csv",
+    ".tsv": "csv",
+    ".arrow": "arrow",
+}
+
+
+def load_benchmark(
+    hub_id: str,
+    configs: list[str | None],
+    splits: list[str],
+    source: str | None = None,
+) -> datasets.Dataset:
+    """Loads the rows of a benchmark, from the Hub or from a local copy, as one `datasets.Dataset`.
+
+    Args:
+        hub_id (`str`):
+            The dataset's Hub id, e.g. `"AI4Math/MathVista"`.
+        configs (`list[str | None]`):
+            Dataset configurations to concatenate (e.g. MMMU's 30 subjects); `[None]` for the default one.
+        splits (`list[str]`):
+            Splits to concatenate, e.g. `["dev", "validation"]`.
+        source (`str`, *optional*):
+            A local copy instead of the Hub: a folder written by `save_to_disk` (a `Dataset`, or a `DatasetDict`
+            holding the splits above), a clone of the Hub repository (`huggingface-cli download --repo-type dataset
+            <hub_id> --local-dir <folder>`, loaded like the Hub), or a single data file (`.parquet`, `.json`,
+            `.jsonl`, `.csv`, `.tsv`) holding the rows to evaluate.
+
+    Returns:
+        `datasets.Dataset`: the rows, images decoded lazily.
+    """
+    if source is None:
+        return _concatenate([_load_hub_split(hub_id, config, split, hub_id) for config in configs for split in splits])
+    path = Path(source)
+    if not path.exists():
+        raise FileNotFoundError(f"Local copy of {hub_id} not found: {path} does not exist.")
+    if path.is_file():
+        builder = _DATA_FILE_BUILDERS.get(path.suffix.lower())
+        if builder is None:
+            raise ValueError(
+                f"Cannot read {path}: expected one of {sorted(_DATA_FILE_BUILDERS)} or a dataset folder for {hub_id}."
+            )
+        kwargs = {"delimiter": "\t"} if path.suffix.lower() == ".tsv" else {}
+        return datasets.load_dataset(builder, data_files=str(path), split="train", **kwargs)
+    if (path / "dataset_dict.json").exists():
+        dataset_dict = datasets.load_from_disk(str(path))
+        present = [split for split in splits if split in dataset_dict]
+        if not present:
+            raise ValueError(
+                f"{path} holds the splits {sorted(dataset_dict)}, none of the expected {splits} for {hub_id}. "
+                "Save the benchmark's splits under their Hub names, or save the rows to evaluate as one Dataset."
+            )
+        return _concatenate([dataset_dict[split] for split in present])
+    if (path / "state.json").exists():
+        return datasets.load_from_disk(str(path))
+    return _concatenate([_load_hub_split(str(path), config, split, hub_id) for config in configs for split in splits])
+
+
+def _load_hub_split(name_or_path: str, config: str | None, split: str, hub_id: str) -> datasets.Dataset:
+    try:
+        return datasets.load_dataset(name_or_path, config, split=split)
+    except Exception as error:  # the datasets library raises many types here; re-raise with what to do
+        raise RuntimeError(
+            f"Could not load {name_or_path} (config={config!r}, split={split!r}) for {hub_id}: {error}. "
+            f"Pass a local copy with --data (a save_to_disk folder, a clone of {hub_id}, or a data file)."
+        ) from error
+
+
+def _concatenate(parts: list[datasets.Dataset]) -> datasets.Dataset:
+    return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
+
+
+def require_columns(columns: list[str], required: tuple[str, ...], where: str, benchmark: str) -> None:
+    """Raises a `ValueError` naming the missing columns, the file and the benchmark when `required` are not all in
+    `columns`."""
+    missing = [column for column in required if column not in columns]
+    if missing:
+        raise ValueError(
+            f"{where} lacks the column(s) {missing} that {benchmark} needs (found: {sorted(columns)}). "
+            f"See eval/README.md for the fields each benchmark reads."
+        )
+
+
+def read_predictions(path: str | Path, required: tuple[str, ...], benchmark: str) -> list[dict[str, Any]]:
+    """Reads a prediction file: one JSON object per line with the benchmark's fields plus `response`.
+
+    Args:
+        path (`str` or `Path`):
+            The `.jsonl` file.
+        required (`tuple[str, ...]`):
+            The fields the benchmark's scoring reads; `response` is always required.
+        benchmark (`str`):
+            The benchmark's name, for error messages.
+
+    Returns:
+        `list[dict]`: the rows, in file order.
+    """
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"Prediction file {path} does not exist.")
+    rows = []
+    with path.open(encoding="utf-8") as handle:
+        for line_number, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as error:
+                raise ValueError(f"{path}, line {line_number}: not valid JSON ({error.msg}).") from error
+            if not isinstance(row, dict):
+                raise ValueError(f"{path}, line {line_number}: expected a JSON object, got {type(row).__name__}.")
+            require_columns(list(row), (*required, "response"), f"{path}, line {line_number}", benchmark)
+            rows.append(row)
+    if not rows:
+        raise ValueError(f"Prediction file {path} holds no rows.")
+    return rows
+
+
+def write_jsonl(rows: list[dict[str, Any]], path: str | Path) -> None:
+    """Writes one JSON object per line (UTF-8, non-ASCII kept)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("w", encoding="utf-8") as handle:
+        for row in rows:
+            handle.write(json.dumps(row, ensure_ascii=False, default=_json_default) + "\n")
+
+
+def _json_default(value: Any) -> Any:
+    # numpy scalars and other number-likes from datasets rows
+    if hasattr(value, "item"):
+        return value.item()
+    return str(value)
+
+
+def to_image(value: Any, base_dir: str | Path | None = None) -> Image.Image | None:
+    """Turns the ways benchmarks store an image into an RGB `PIL.Image`.
+
+    Accepts a `PIL.Image`, a `datasets` image dict (`{"bytes": ..., "path": ...}`), a file path (relative paths are
+    resolved against `base_dir`) or a base64 string (MMBench's TSV files). Returns `None` for a missing image.
+    """
+    if value is None or (isinstance(value, float) and math.isnan(value)):
+        return None
+    if isinstance(value, Image.Image):
+        return value.convert("RGB")
+    if isinstance(value, dict):
+        if value.get("bytes"):
+            return Image.open(io.BytesIO(value["bytes"])).convert("RGB")
+        if value.get("path"):
+            return to_image(value["path"], base_dir)
+        return None
+    if isinstance(value, str):
+        if not value:
+            return None
+        candidate = Path(base_dir) / value if base_dir is not None else Path(value)
+        if len(value) < 4096 and candidate.exists():
+            return Image.open(candidate).convert("RGB")
+        try:
+            return Image.open(io.BytesIO(base64.b64decode(value, validate=True))).convert("RGB")
+        except (binascii.Error, OSError) as error:
+            raise ValueError(
+                f"Image {value[:80]!r} is neither an existing file (looked at {candidate}) nor base64 image data."
+            ) from error
+    raise TypeError(f"Unsupported image value of type {type(value).__name__}.")
+
+
+def is_missing(value: Any) -> bool:
+    """True for `None`, NaN and empty or `"nan"` strings (how TSV/CSV copies store absent options)."""
+    if value is None:
+        return True
+    if isinstance(value, float):
+        return math.isnan(value)
+    return isinstance(value, str) and value.strip().lower() in ("", "nan", "none")

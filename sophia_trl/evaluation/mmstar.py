@@ -1,0 +1,70 @@
+"""MMStar (1,500 multiple-choice items, 6 categories): `Lin-Chen/MMStar`, split `val`.
+
+Fields read: `index`, `question` (the question followed by `"Options: A: ..., B: ..., C: ..., D: ..."`), `answer`
+(the option letter), `category`, `l2_category` (optional), and the image from `image`.
+
+Scoring: the option letter read from the answer (a letter, or an option's text, see `parse_choice`) must equal the
+answer; accuracy overall and per category (and per `l2_category` when present). VLMEvalKit's fallback of asking
+ChatGPT which option a free-form answer means is not used: such answers are counted as unparsable.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from sophia_trl.data import build_prompt as build_messages
+from sophia_trl.evaluation.answers import extract_answer, parse_choice
+from sophia_trl.evaluation.generation import EvalPrompt
+from sophia_trl.evaluation.judge import ChatJudge
+from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
+from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
+
+NAME = "mmstar"
+HUB_ID = "Lin-Chen/MMStar"
+SPLITS = ["val"]
+REQUIRED = ("index", "question", "answer", "category")
+FIELDS = (*REQUIRED, "l2_category")
+
+
+def load(source: str | None = None) -> Any:
+    """The val rows, from the Hub or a local copy (see `load_benchmark`)."""
+    rows = load_benchmark(HUB_ID, [None], SPLITS, source)
+    require_columns(rows.column_names, (*REQUIRED, "image"), source or HUB_ID, NAME)
+    return rows
+
+
+def parse_options(question: str) -> list[str]:
+    """The option texts of `"... Options: A: x, B: y, ..."`, in letter order; `[]` when there is no options list."""
+    match = re.search(r"Options:\s*(.*)\Z", question, re.DOTALL)
+    if match is None:
+        return []
+    parts = re.split(r"(?:^|,\s*|\n)([A-H]):\s*", match.group(1).strip())
+    return [text.strip() for text in parts[2::2]]
+
+
+def build_prompt(
+    row: dict[str, Any], base_dir: str | Path | None = None, system_prompt: str | None = None
+) -> EvalPrompt:
+    """The R1-style multiple-choice prompt; the options are already in the question text."""
+    image = to_image(row.get("image"), base_dir)
+    messages = build_messages(row["question"], "multiple choice", None, system_prompt)
+    return EvalPrompt(messages, [image] if image is not None else [])
+
+
+def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:
+    """Scores rows holding the benchmark fields and `response`; returns metrics (percent) and per-item records.
+    The scoring is rule-based, so `judge` is not used."""
+    records = []
+    for row in rows:
+        answer = extract_answer(row["response"])
+        options = parse_options(row["question"])
+        prediction = parse_choice(answer.text, len(options) or 4, options)
+        correct = prediction is not None and prediction == str(row["answer"]).strip().upper()
+        records.append(make_record(row, FIELDS, answer, prediction, correct))
+    breakdown = {"category": accuracy_by(records, lambda r: r["category"])}
+    if all(record.get("l2_category") for record in records):
+        breakdown["l2_category"] = accuracy_by(records, lambda r: r["l2_category"])
+    metrics = {"accuracy": accuracy(records), **breakdown["category"]}
+    return benchmark_result(records, metrics, breakdown)
