@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import random
-import re
 from collections import Counter
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -42,6 +41,7 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Features, Image, List, Value
 
 from sophia_trl.data import (
+    IMAGE_PLACEHOLDER,
     PROBLEM_TYPES,
     BadRowError,
     bad_rows_report,
@@ -51,7 +51,7 @@ from sophia_trl.data import (
     normalize_problem_type,
     release_data_files,
     resolve_image,
-    write_conversion_report,
+    save_dataset,
 )
 
 FEATURES = Features(
@@ -66,7 +66,6 @@ FEATURES = Features(
         "problem_id": Value("string"),
     }
 )
-IMAGE_PLACEHOLDER = re.compile(r"<image>\s*")
 
 
 def category_of(row: dict[str, Any], file: Path) -> str:
@@ -248,8 +247,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
     if len(dataset) == 0:
         raise SystemExit(f"No rows left after selection in {args.input_dir}: check the selection options.")
     dataset_dict = DatasetDict(train=dataset)
-    dataset_dict.save_to_disk(args.output_dir)
-    report = write_conversion_report(args.output_dir, summary, bad)
+    report = save_dataset(dataset_dict, args.output_dir, summary, bad, args.push_to_hub, args.private)
     print(f"Wrote {summary['num_rows']} rows ({summary['num_text_only']} text-only) to {args.output_dir}")
     print("Per problem type: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary["by_problem_type"].items())))
     print("Per source: " + ", ".join(f"{k}: {v}" for k, v in sorted(summary["by_source"].items())))
@@ -257,7 +255,6 @@ def main(argv: list[str] | None = None) -> DatasetDict:
         print(bad_rows_report(bad))
     print(f"Report: {report}")
     if args.push_to_hub:
-        dataset_dict.push_to_hub(args.push_to_hub, private=args.private)
         print(f"Pushed to https://huggingface.co/datasets/{args.push_to_hub}")
     return dataset_dict
 

@@ -10,7 +10,9 @@ from __future__ import annotations
 import io
 import json
 import logging
+import math
 import os
+import re
 from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -33,6 +35,9 @@ PROBLEM_TYPE_ALIASES = {
     "free_form": "free-form",
     "text": "text",
 }
+IMAGE_PLACEHOLDER = re.compile(
+    r"<image>\s*"
+)  # TRL inserts image blocks itself: a literal placeholder is a stray token
 DATA_FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
 
 # The structure follows the released SophiaVL-R1 training prompt (question, then a request for deliberate reasoning
@@ -437,3 +442,259 @@ def write_conversion_report(output_dir: str | os.PathLike, summary: dict[str, An
     skipped = [{"row": err.row_id, "file": err.file, "reason": err.reason} for err in bad]
     path.write_text(json.dumps({**summary, "num_skipped": len(bad), "skipped": skipped}, indent=2) + "\n")
     return path
+
+
+def message_text(value: Any, role: str = "user") -> str | None:
+    """
+    The text of a field that may be a plain string or a conversation: a string is returned as is; for a list of
+    messages (TRL's conversational format, with string content or content blocks), the text of the last message with
+    `role`, its text blocks joined.
+
+    Args:
+        value (`Any`):
+            A string, a list of `{"role", "content"}` messages, or anything else (gives `None`).
+        role (`str`, *optional*, defaults to `"user"`):
+            Role of the message to read.
+
+    Returns:
+        `str` or `None`: The text, or `None` when there is none.
+    """
+    if isinstance(value, str):
+        return value
+    if not isinstance(value, list):
+        return None
+    for message in reversed(value):
+        if not isinstance(message, dict) or message.get("role") != role:
+            continue
+        content = message.get("content")
+        if isinstance(content, str):
+            return content
+        if isinstance(content, list):
+            texts = [b.get("text") for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
+            return "".join(texts)
+    return None
+
+
+def strip_instruction(content: str) -> str:
+    """
+    The question part of a user message written by [`build_prompt`]: the text before the reasoning instruction
+    (options included); other text is returned unchanged.
+
+    Args:
+        content (`str`):
+            A user message.
+
+    Returns:
+        `str`: The question.
+    """
+    head, found, _ = content.partition("\n" + REASONING_INSTRUCTION)
+    return head.strip() if found else content.strip()
+
+
+# Judge data (question, response, score, image) comes with varied column names; each field is read from the first of
+# these columns a row has, unless the caller names the column.
+JUDGE_COLUMN_CANDIDATES = {
+    "question": ("question", "problem", "prompt", "query", "instruction"),
+    "response": ("response", "process", "output", "completion", "answer"),
+    "score": ("score", "reward", "label", "rating"),
+    "image": ("image", "images", "path", "image_path"),
+    "problem_type": ("problem_type",),
+}
+_ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S)
+
+
+def parse_column_mapping(spec: str | None) -> dict[str, str]:
+    """
+    Parse a column mapping such as `"question=query,score=grade"` (output field = input column).
+
+    Args:
+        spec (`str` or `None`):
+            Comma-separated `field=column` pairs; fields are the keys of `JUDGE_COLUMN_CANDIDATES`.
+
+    Returns:
+        `dict[str, str]`: Field -> input column.
+    """
+    if not spec:
+        return {}
+    mapping = {}
+    for item in spec.split(","):
+        target, sep, source = (part.strip() for part in item.partition("="))
+        if not sep or not target or not source:
+            raise ValueError(f"columns: {item!r} is not of the form field=column (e.g. question=query).")
+        if target not in JUDGE_COLUMN_CANDIDATES:
+            raise ValueError(f"columns: unknown field {target!r}; expected one of {list(JUDGE_COLUMN_CANDIDATES)}.")
+        mapping[target] = source
+    return mapping
+
+
+def to_score(value: Any, scale: float = 1.0) -> float:
+    """
+    A judge label as a float in [0, 1].
+
+    Args:
+        value (`Any`):
+            A number, a numeric string, or a judge output holding `<answer>x</answer>`.
+        scale (`float`, *optional*, defaults to `1.0`):
+            The labels' maximum (10 for 0-10 labels): the value is divided by it.
+
+    Returns:
+        `float`: The score.
+
+    Raises:
+        `ValueError`: Not a number, NaN, or outside [0, 1] after scaling.
+    """
+    if isinstance(value, str):
+        match = _ANSWER_TAG.search(value)
+        text = (match.group(1) if match else value).strip()
+        try:
+            value = float(text)
+        except ValueError:
+            raise ValueError(f"score {text!r} is not a number.") from None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise ValueError(f"score must be a number, got {type(value).__name__}.")
+    score = float(value) / scale
+    if math.isnan(score) or not 0.0 <= score <= 1.0:
+        raise ValueError(
+            f"score {value!r} / {scale:g} = {score:g} is outside [0, 1]; set the score scale to the labels' maximum."
+        )
+    return score
+
+
+def read_judge_row(
+    row: dict[str, Any],
+    columns: dict[str, str] | None = None,
+    image_root: str | os.PathLike = ".",
+    score_scale: float = 1.0,
+    need_score: bool = True,
+) -> dict[str, Any]:
+    """
+    Read the judge-data fields of one row, whatever its column names (see `JUDGE_COLUMN_CANDIDATES`).
+
+    `question` and `response` may be strings or conversations (TRL's completion logs): the last user message gives the
+    question (with the instruction added by [`build_prompt`] removed) and the last assistant message the response.
+
+    Args:
+        row (`dict`):
+            The input row.
+        columns (`dict[str, str]` or `None`, *optional*, defaults to `None`):
+            Field -> input column, overriding the candidates.
+        image_root (`str` or `os.PathLike`, *optional*, defaults to `"."`):
+            Folder that relative image paths start from.
+        score_scale (`float`, *optional*, defaults to `1.0`):
+            See [`to_score`].
+        need_score (`bool`, *optional*, defaults to `True`):
+            Whether a missing score is an error (`False` when the rows are still to be labelled).
+
+    Returns:
+        `dict`: `question`, `image` (for the `Image()` feature, or `None`), `response`, `score` (or `None`),
+        `problem_type` (or `None`) and `user_text` (the full user message, to match the row to its prompt).
+
+    Raises:
+        `ValueError`: A required field is missing or malformed; the message says which and how to name the column.
+    """
+    columns = columns or {}
+
+    def pick(field: str) -> tuple[str | None, Any]:
+        if field in columns:
+            return columns[field], row.get(columns[field])
+        for name in JUDGE_COLUMN_CANDIDATES[field]:
+            if row.get(name) is not None:
+                return name, row[name]
+        return None, None
+
+    fields = {}
+    for field in ("question", "response") + (("score",) if need_score else ()):
+        name, value = pick(field)
+        if value is None:
+            tried = [columns[field]] if field in columns else list(JUDGE_COLUMN_CANDIDATES[field])
+            raise ValueError(
+                f"no {field!r}: none of the columns {tried} is set (row keys: {sorted(row)}). Name the input column "
+                f"with the column mapping ({field}=<column>)."
+            )
+        fields[field] = (name, value)
+
+    user_text = message_text(fields["question"][1], role="user")
+    response = message_text(fields["response"][1], role="assistant")
+    if not user_text or not user_text.strip():
+        raise ValueError(f"the question (column {fields['question'][0]!r}) is empty or not text.")
+    if not response or not response.strip():
+        raise ValueError(f"the response (column {fields['response'][0]!r}) is empty or not text.")
+    score = to_score(fields["score"][1], score_scale) if need_score else None
+    problem_type = pick("problem_type")[1]
+    return {
+        "question": strip_instruction(IMAGE_PLACEHOLDER.sub("", user_text)),
+        "image": resolve_image(pick("image")[1], image_root),
+        "response": response.strip(),
+        "score": score,
+        "problem_type": normalize_problem_type(problem_type) or (str(problem_type) if problem_type else None),
+        "user_text": user_text,
+    }
+
+
+def score_bin(score: float) -> int:
+    """
+    The bin of a score among [0, 0.1), [0.1, 0.2), ..., [0.9, 1.0] (1.0 is in the last bin).
+
+    Args:
+        score (`float`):
+            A score in [0, 1].
+
+    Returns:
+        `int`: The bin index, 0 to 9.
+    """
+    # The epsilon keeps scores written in tenths in their own bin (0.3 * 10 is 2.9999999999999996 in floating point).
+    return min(math.floor(score * 10 + 1e-9), 9)
+
+
+def score_histogram(scores: Iterable[float]) -> list[int]:
+    """
+    Counts of scores in the ten bins of [`score_bin`].
+
+    Args:
+        scores (`Iterable[float]`):
+            Scores in [0, 1].
+
+    Returns:
+        `list[int]`: Ten counts.
+    """
+    counts = [0] * 10
+    for score in scores:
+        counts[score_bin(score)] += 1
+    return counts
+
+
+def save_dataset(
+    dataset_dict: DatasetDict,
+    output_dir: str | os.PathLike,
+    summary: dict[str, Any],
+    bad: list[BadRowError],
+    push_to_hub: str | None = None,
+    private: bool = False,
+) -> Path:
+    """
+    Write a converted dataset (`save_to_disk`, which copies image files into the output in batches), its
+    `conversion_report.json`, and optionally push it to the Hub.
+
+    Args:
+        dataset_dict ([`~datasets.DatasetDict`]):
+            The converted splits.
+        output_dir (`str` or `os.PathLike`):
+            Output folder.
+        summary (`dict`):
+            Counts for the report.
+        bad (`list[BadRowError]`):
+            Errors of the skipped rows.
+        push_to_hub (`str` or `None`, *optional*, defaults to `None`):
+            Hub dataset repo to push to; no push when `None`.
+        private (`bool`, *optional*, defaults to `False`):
+            Whether a pushed repo is private.
+
+    Returns:
+        `Path`: The report file.
+    """
+    dataset_dict.save_to_disk(str(output_dir))
+    report = write_conversion_report(output_dir, summary, bad)
+    if push_to_hub:
+        dataset_dict.push_to_hub(push_to_hub, private=private)
+        logger.info("Pushed %s to the Hub dataset repo %s", output_dir, push_to_hub)
+    return report
