@@ -50,6 +50,7 @@ from sophia_trl.data import (
     release_data_files,
     save_dataset,
     score_histogram,
+    split_off_test,
 )
 
 FEATURES = Features(
@@ -146,14 +147,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
     )
     if len(dataset) == 0:
         raise SystemExit(f"No rows converted from {args.input_dir}.")
-    if args.test_size > 0:
-        # At least one test row, so a small --test_size on a small dataset still gives a test split.
-        num_test = max(1, round(args.test_size * len(dataset)))
-        if num_test >= len(dataset):
-            raise SystemExit(f"--test_size {args.test_size} leaves no training rows out of {len(dataset)}.")
-        dataset_dict = dataset.train_test_split(test_size=num_test, seed=args.seed)
-    else:
-        dataset_dict = DatasetDict(train=dataset)
+    dataset_dict = split_off_test(dataset, args.test_size, args.seed)
     report = save_dataset(dataset_dict, args.output_dir, summary, bad, args.push_to_hub, args.private)
     splits = ", ".join(f"{name}: {len(split)}" for name, split in dataset_dict.items())
     print(f"Wrote {summary['num_rows']} rows ({splits}; {summary['num_text_only']} text-only) to {args.output_dir}")

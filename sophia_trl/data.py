@@ -698,3 +698,29 @@ def save_dataset(
         dataset_dict.push_to_hub(push_to_hub, private=private)
         logger.info("Pushed %s to the Hub dataset repo %s", output_dir, push_to_hub)
     return report
+
+
+def split_off_test(dataset: Dataset, test_size: float, seed: int = 0) -> DatasetDict:
+    """
+    A `train` split and, when `test_size > 0`, a seeded random `test` split of `round(test_size * len(dataset))`
+    rows, at least one (so a small fraction of a small dataset still gives a test split) and leaving one for training.
+
+    Args:
+        dataset ([`~datasets.Dataset`]):
+            All rows.
+        test_size (`float`):
+            Fraction of rows in the test split, in [0, 1).
+        seed (`int`, *optional*, defaults to `0`):
+            Seed of the split.
+
+    Returns:
+        [`~datasets.DatasetDict`]: `train` (and `test`).
+    """
+    if not 0.0 <= test_size < 1.0:
+        raise ValueError(f"test_size must be in [0, 1), got {test_size}.")
+    if test_size == 0 or len(dataset) < 2:
+        if test_size > 0:
+            logger.warning("Only %d row(s): no test split.", len(dataset))
+        return DatasetDict(train=dataset)
+    num_test = min(max(1, round(test_size * len(dataset))), len(dataset) - 1)
+    return dataset.train_test_split(test_size=num_test, seed=seed)
