@@ -40,11 +40,13 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, Features, Image, Value
+from datasets import Dataset, DatasetDict, Image
 from PIL import Image as PILImage
 
 from sophia_trl.data import (
+    JUDGE_DATA_FEATURES,
     BadRowError,
+    add_conversion_arguments,
     bad_rows_report,
     convert_rows,
     iter_rows,
@@ -59,15 +61,6 @@ from sophia_trl.data import (
     split_off_test,
 )
 
-FEATURES = Features(
-    {
-        "question": Value("string"),
-        "image": Image(mode="RGB"),
-        "response": Value("string"),
-        "score": Value("float64"),
-        "problem_type": Value("string"),
-    }
-)
 BIN_LABELS = [f"[{i / 10:.1f}, {(i + 1) / 10:.1f}{']' if i == 9 else ')'}" for i in range(10)]
 
 
@@ -268,7 +261,9 @@ def run(args: argparse.Namespace, judge: Any) -> DatasetDict:
     if not balanced:
         raise SystemExit("No labelled pairs left: check the judge (every label was unparsable or noisy).")
 
-    dataset = Dataset.from_list([{k: row[k] for k in FEATURES} for row in balanced], features=FEATURES)
+    dataset = Dataset.from_list(
+        [{k: row[k] for k in JUDGE_DATA_FEATURES} for row in balanced], features=JUDGE_DATA_FEATURES
+    )
     dataset_dict = split_off_test(dataset, args.test_size, args.seed)
     summary = {
         "num_pairs": len(pairs),
@@ -305,11 +300,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--batch_size", type=int, default=64, help="Pairs sent to the judge per call.")
     parser.add_argument("--test_size", type=float, default=0.0, help="Fraction of rows held out as a test split.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the balancing and of the split.")
-    parser.add_argument(
-        "--on_bad_row", choices=["error", "skip"], default="error", help="Stop at a bad input row, or skip it."
-    )
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push the dataset to this repo.")
-    parser.add_argument("--private", action="store_true", help="Make the pushed dataset private.")
+    add_conversion_arguments(parser)
     args = parser.parse_args(argv)
     if args.judge_backend == "openai" and not args.judge_base_url:
         parser.error("--judge_base_url is required with --judge_backend openai.")

@@ -44,6 +44,7 @@ from sophia_trl.data import (
     IMAGE_PLACEHOLDER,
     PROBLEM_TYPES,
     BadRowError,
+    add_conversion_arguments,
     bad_rows_report,
     build_prompt,
     convert_rows,
@@ -220,11 +221,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--problem_types", nargs="+", default=None, help="Keep only these problem types.")
     parser.add_argument("--max_rows_per_source", type=int, default=None, help="Random cap of rows per data_source.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the per-source sampling.")
-    parser.add_argument(
-        "--on_bad_row", choices=["error", "skip"], default="error", help="Stop at a bad row, or skip and report it."
-    )
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push the dataset to this repo.")
-    parser.add_argument("--private", action="store_true", help="Make the pushed dataset private.")
+    add_conversion_arguments(parser)
     args = parser.parse_args(argv)
     if args.max_rows_per_source is not None and args.max_rows_per_source < 1:
         parser.error("--max_rows_per_source must be >= 1.")

@@ -38,10 +38,12 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, Features, Image, Value
+from datasets import Dataset, DatasetDict
 
 from sophia_trl.data import (
+    JUDGE_DATA_FEATURES,
     BadRowError,
+    add_conversion_arguments,
     bad_rows_report,
     convert_rows,
     iter_rows,
@@ -53,16 +55,6 @@ from sophia_trl.data import (
     split_off_test,
 )
 
-FEATURES = Features(
-    {
-        "question": Value("string"),
-        "image": Image(mode="RGB"),
-        "response": Value("string"),
-        "score": Value("float64"),
-        "problem_type": Value("string"),
-    }
-)
-
 
 def convert_row(
     row: dict[str, Any], row_id: str, file: Path, image_root: Path, columns: dict[str, str], score_scale: float
@@ -72,7 +64,7 @@ def convert_row(
         fields = read_judge_row(row, columns, image_root, score_scale=score_scale)
     except ValueError as err:
         raise BadRowError(str(err), row_id=row_id, file=str(file)) from err
-    return {key: fields[key] for key in FEATURES}
+    return {key: fields[key] for key in JUDGE_DATA_FEATURES}
 
 
 def convert(
@@ -100,7 +92,7 @@ def convert(
         lambda item: convert_row(item[0], item[1], item[2], image_root, columns, score_scale),
         on_bad_row=on_bad_row,
     )
-    dataset = Dataset.from_list(rows, features=FEATURES)
+    dataset = Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)
     summary = {
         "num_rows": len(rows),
         "num_text_only": sum(row["image"] is None for row in rows),
@@ -119,11 +111,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--score_scale", type=float, default=1.0, help="Divide scores by this (10 for 0-10 labels).")
     parser.add_argument("--test_size", type=float, default=0.0, help="Fraction of rows held out as a test split.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the train/test split.")
-    parser.add_argument(
-        "--on_bad_row", choices=["error", "skip"], default="error", help="Stop at a bad row, or skip and report it."
-    )
-    parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push the dataset to this repo.")
-    parser.add_argument("--private", action="store_true", help="Make the pushed dataset private.")
+    add_conversion_arguments(parser)
     args = parser.parse_args(argv)
     if args.score_scale <= 0:
         parser.error("--score_scale must be > 0.")

@@ -7,6 +7,7 @@ inside `<think> </think>`, then answer inside `<answer> </answer>` in the form t
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
@@ -17,7 +18,8 @@ from collections.abc import Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
-from datasets import Dataset, DatasetDict, load_dataset, load_from_disk
+from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_from_disk
+from datasets import Image as ImageFeature
 from PIL import Image
 
 logger = logging.getLogger(__name__)
@@ -491,6 +493,17 @@ def strip_instruction(content: str) -> str:
     return head.strip() if found else content.strip()
 
 
+# The rows the thinking-reward (stage-1) trainers read.
+JUDGE_DATA_FEATURES = Features(
+    {
+        "question": Value("string"),
+        "image": ImageFeature(mode="RGB"),
+        "response": Value("string"),
+        "score": Value("float64"),
+        "problem_type": Value("string"),
+    }
+)
+
 # Judge data (question, response, score, image) comes with varied column names; each field is read from the first of
 # these columns a row has, unless the caller names the column.
 JUDGE_COLUMN_CANDIDATES = {
@@ -724,3 +737,18 @@ def split_off_test(dataset: Dataset, test_size: float, seed: int = 0) -> Dataset
         return DatasetDict(train=dataset)
     num_test = min(max(1, round(test_size * len(dataset))), len(dataset) - 1)
     return dataset.train_test_split(test_size=num_test, seed=seed)
+
+
+def add_conversion_arguments(parser: argparse.ArgumentParser) -> None:
+    """
+    Add the options every converter in `data_prep/` shares: `--on_bad_row`, `--push_to_hub`, `--private`.
+
+    Args:
+        parser (`argparse.ArgumentParser`):
+            The script's parser.
+    """
+    parser.add_argument(
+        "--on_bad_row", choices=["error", "skip"], default="error", help="Stop at a bad row, or skip and report it."
+    )
+    parser.add_argument("--push_to_hub", default=None, metavar="REPO_ID", help="Also push the dataset to this repo.")
+    parser.add_argument("--private", action="store_true", help="Make the pushed dataset private.")

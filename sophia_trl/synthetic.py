@@ -33,7 +33,7 @@ from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
-from .data import PROBLEM_TYPES, build_prompt, format_question
+from .data import JUDGE_DATA_FEATURES, PROBLEM_TYPES, build_prompt, format_question
 
 COLORS = {
     "red": (220, 30, 30),
@@ -64,15 +64,6 @@ SYNTHETIC_FEATURES = Features(
         "problem_type": Value("string"),
         "problem": Value("string"),
         "data_source": Value("string"),
-    }
-)
-THINKING_FEATURES = Features(
-    {
-        "question": Value("string"),
-        "image": Image(),
-        "response": Value("string"),
-        "score": Value("float64"),
-        "problem_type": Value("string"),
     }
 )
 
@@ -657,4 +648,4 @@ def make_thinking_dataset(
                 "problem_type": problem.problem_type,
             }
         )
-    return Dataset.from_list(rows, features=THINKING_FEATURES)
+    return Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)
