@@ -2,7 +2,8 @@
 
 Both backends render prompts exactly as `TrustGRPOTrainer` does during training (TRL's `prepare_multimodal_messages`,
 then the processor's chat template with the generation prompt), so a checkpoint is evaluated on the prompt format it
-was trained on.
+was trained on. torch, transformers and TRL are imported when a generator is used, so that re-scoring saved
+predictions does not pay for them.
 """
 
 from __future__ import annotations
@@ -13,10 +14,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
-import torch
 from PIL import Image
 from tqdm.auto import tqdm
-from trl.data_utils import prepare_multimodal_messages
 
 logger = logging.getLogger(__name__)
 
@@ -45,11 +44,15 @@ class Generation:
 
 def render_prompt(processor: Any, prompt: EvalPrompt) -> str:
     """The prompt as text, with one image placeholder per image, ending with the assistant's generation prompt."""
+    from trl.data_utils import prepare_multimodal_messages
+
     messages = prepare_multimodal_messages(prompt.messages, prompt.images)
     return processor.apply_chat_template(messages, add_generation_prompt=True, tokenize=False)
 
 
 def _default_device() -> str:
+    import torch
+
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
@@ -133,12 +136,13 @@ class TransformersGenerator:
             "dtype": str(self.model.dtype),
         }
 
-    @torch.no_grad()
     def generate(self, prompts: list[EvalPrompt], progress: tqdm | None = None) -> list[Generation]:
         """Greedy responses to `prompts`, in input order; `progress` (a tqdm bar) advances by one per prompt, a new
         bar is shown when none is given."""
+        import torch
+
         outputs: list[Generation | None] = [None] * len(prompts)
-        with _progress_bar(progress, len(prompts)) as progress:
+        with _progress_bar(progress, len(prompts)) as progress, torch.no_grad():
             for idx in _batches(prompts, self.batch_size):
                 batch = [prompts[i] for i in idx]
                 texts = [render_prompt(self.processor, prompt) for prompt in batch]
