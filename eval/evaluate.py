@@ -87,9 +87,11 @@ def main(argv: list[str] | None = None) -> dict:
     generator = None
     if args.model is not None:
         if args.backend == "vllm":
-            generator = VLLMGenerator(
-                args.model, args.max_new_tokens, llm_kwargs={"tensor_parallel_size": args.tensor_parallel_size}
-            )
+            llm_kwargs = {"tensor_parallel_size": args.tensor_parallel_size}
+            pixels = {"min_pixels": args.min_pixels, "max_pixels": args.max_pixels}
+            if any(value is not None for value in pixels.values()):
+                llm_kwargs["mm_processor_kwargs"] = {k: v for k, v in pixels.items() if v is not None}
+            generator = VLLMGenerator(args.model, args.max_new_tokens, llm_kwargs=llm_kwargs)
         else:
             generator = TransformersGenerator(
                 args.model,

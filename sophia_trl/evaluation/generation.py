@@ -17,6 +17,8 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
+from sophia_trl.data import build_prompt
+
 logger = logging.getLogger(__name__)
 
 # R1-style responses reason for hundreds to a few thousand tokens before the answer tag. A short limit cuts the
@@ -32,6 +34,35 @@ class EvalPrompt:
 
     messages: list[dict[str, Any]]
     images: list[Image.Image] = field(default_factory=list)
+
+
+def r1_prompt(
+    problem: str,
+    problem_type: str,
+    images: list[Image.Image | None],
+    system_prompt: str | None = None,
+    options: list[str] | None = None,
+) -> EvalPrompt:
+    """The training prompt (`sophia_trl.data.build_prompt`) for one item.
+
+    Args:
+        problem (`str`):
+            The question text.
+        problem_type (`str`):
+            The training data's problem type, which selects the answer-format instruction.
+        images (`list[PIL.Image.Image | None]`):
+            The item's images in order; `None` entries (absent images) are dropped.
+        system_prompt (`str`, *optional*):
+            A system message.
+        options (`list[str]`, *optional*):
+            Option texts of a multiple-choice question, shown lettered (`"A. ..."`) as in the training data.
+
+    Returns:
+        `EvalPrompt`: the messages and the images.
+    """
+    lettered = [f"{chr(ord('A') + i)}. {text}" for i, text in enumerate(options)] if options else None
+    messages = build_prompt(problem, problem_type, lettered, system_prompt)
+    return EvalPrompt(messages, [image for image in images if image is not None])
 
 
 @dataclass

@@ -16,6 +16,8 @@ import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
+from sophia_trl.evaluation.report import JUDGE_MODE, RULE_MODE
+
 logger = logging.getLogger(__name__)
 
 EXTRACTION_PROMPT = """\
@@ -175,3 +177,50 @@ def parse_judgement(reply: str | None) -> bool | None:
     if match is None:
         return None
     return match.group(1) == "1"
+
+
+class JudgedItems:
+    """Per-item record of the judge's part in scoring a benchmark: which mode decided each item (`"rule"` or
+    `"judge"`), whether the judge was asked, and whether its call failed (the rule-based result then stands).
+
+    Args:
+        judge (`ChatJudge` or `None`):
+            The judge; with `None` nothing is asked and every item stays rule-based.
+        num_items (`int`):
+            Number of items being scored.
+    """
+
+    def __init__(self, judge: ChatJudge | None, num_items: int):
+        self.judge = judge
+        self.modes = [RULE_MODE] * num_items
+        self.asked = [False] * num_items
+        self.failed = [False] * num_items
+
+    def extract(self, indices: list[int], questions: list[str], responses: list[str], texts: list[str]) -> None:
+        """Replaces `texts[i]` with the judge's reading of `responses` for the items `indices` (in place)."""
+        if self.judge is not None and indices:
+            self._settle(indices, self.judge.extract_answers(questions, responses), texts)
+
+    def check(
+        self,
+        indices: list[int],
+        questions: list[str],
+        references: list[str],
+        predictions: list[str],
+        correct: list[bool],
+    ) -> None:
+        """Replaces `correct[i]` with the judge's equivalence verdict for the items `indices` (in place)."""
+        if self.judge is not None and indices:
+            self._settle(indices, self.judge.judge_equivalence(questions, references, predictions), correct)
+
+    def _settle(self, indices: list[int], values: list[Any], target: list[Any]) -> None:
+        for i, value in zip(indices, values):
+            self.asked[i] = True
+            if value is None:
+                self.failed[i] = True
+            else:
+                target[i], self.modes[i] = value, JUDGE_MODE
+
+    def record_fields(self, i: int) -> dict[str, Any]:
+        """What item `i`'s record says about the judge."""
+        return {"mode": self.modes[i], "judge_asked": self.asked[i], "judge_failed": self.failed[i]}

@@ -14,6 +14,8 @@ from typing import Any
 import datasets
 from PIL import Image
 
+from sophia_trl.data import iter_rows
+
 logger = logging.getLogger(__name__)
 
 _DATA_FILE_BUILDERS = {
@@ -31,6 +33,7 @@ def load_benchmark(
     configs: list[str | None],
     splits: list[str],
     source: str | None = None,
+    required: tuple[str, ...] = (),
 ) -> datasets.Dataset:
     """Loads the rows of a benchmark, from the Hub or from a local copy, as one `datasets.Dataset`.
 
@@ -46,10 +49,18 @@ def load_benchmark(
             holding the splits above), a clone of the Hub repository (`huggingface-cli download --repo-type dataset
             <hub_id> --local-dir <folder>`, loaded like the Hub), or a single data file (`.parquet`, `.json`,
             `.jsonl`, `.csv`, `.tsv`) holding the rows to evaluate.
+        required (`tuple[str, ...]`, *optional*, defaults to `()`):
+            Columns the benchmark reads; a copy without them stops with an error naming it and them.
 
     Returns:
         `datasets.Dataset`: the rows, images decoded lazily.
     """
+    rows = _load_rows(hub_id, configs, splits, source)
+    require_columns(rows.column_names, required, source or hub_id, hub_id)
+    return rows
+
+
+def _load_rows(hub_id: str, configs: list[str | None], splits: list[str], source: str | None) -> datasets.Dataset:
     if source is None:
         return _concatenate([_load_hub_split(hub_id, config, split, hub_id) for config in configs for split in splits])
     path = Path(source)
@@ -103,11 +114,12 @@ def require_columns(columns: list[str], required: tuple[str, ...], where: str, b
 
 
 def read_predictions(path: str | Path, required: tuple[str, ...], benchmark: str) -> list[dict[str, Any]]:
-    """Reads a prediction file: one JSON object per line with the benchmark's fields plus `response`.
+    """Reads a prediction file: one JSON object per line (`.jsonl`; a JSON list or Parquet file works too) with the
+    benchmark's fields plus `response`.
 
     Args:
         path (`str` or `Path`):
-            The `.jsonl` file.
+            The file.
         required (`tuple[str, ...]`):
             The fields the benchmark's scoring reads; `response` is always required.
         benchmark (`str`):
@@ -117,21 +129,11 @@ def read_predictions(path: str | Path, required: tuple[str, ...], benchmark: str
         `list[dict]`: the rows, in file order.
     """
     path = Path(path)
-    if not path.exists():
+    if not path.is_file():
         raise FileNotFoundError(f"Prediction file {path} does not exist.")
-    rows = []
-    with path.open(encoding="utf-8") as handle:
-        for line_number, line in enumerate(handle, start=1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as error:
-                raise ValueError(f"{path}, line {line_number}: not valid JSON ({error.msg}).") from error
-            if not isinstance(row, dict):
-                raise ValueError(f"{path}, line {line_number}: expected a JSON object, got {type(row).__name__}.")
-            require_columns(list(row), (*required, "response"), f"{path}, line {line_number}", benchmark)
-            rows.append(row)
+    rows = list(iter_rows(path))
+    for number, row in enumerate(rows, start=1):
+        require_columns(list(row), (*required, "response"), f"{path}, row {number}", benchmark)
     if not rows:
         raise ValueError(f"Prediction file {path} holds no rows.")
     return rows

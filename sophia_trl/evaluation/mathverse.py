@@ -25,12 +25,11 @@ from typing import Any
 
 from math_verify import parse, verify
 
-from sophia_trl.data import build_prompt as build_messages
 from sophia_trl.evaluation.answers import extract_answer, free_text_answer, parse_choice
-from sophia_trl.evaluation.generation import EvalPrompt
-from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
-from sophia_trl.evaluation.report import JUDGE_MODE, RULE_MODE, accuracy, accuracy_by, benchmark_result, make_record
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
+from sophia_trl.evaluation.judge import ChatJudge, JudgedItems
+from sophia_trl.evaluation.loading import load_benchmark, to_image
+from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
 
 logger = logging.getLogger(__name__)
 
@@ -48,8 +47,7 @@ _VISION_ONLY_QUESTION = "Answer the question shown in the image."
 
 def load(source: str | None = None) -> Any:
     """The rows of the five versions, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, [CONFIG], SPLITS, source)
-    require_columns(rows.column_names, (*REQUIRED, "image"), source or HUB_ID, NAME)
+    rows = load_benchmark(HUB_ID, [CONFIG], SPLITS, source, required=(*REQUIRED, "image"))
     kept = rows.filter(lambda version: version in VERSIONS, input_columns="problem_version")
     if len(kept) < len(rows):
         logger.info("MathVerse: kept %d of %d rows (versions %s).", len(kept), len(rows), ", ".join(VERSIONS))
@@ -64,10 +62,9 @@ def build_prompt(
     row: dict[str, Any], base_dir: str | Path | None = None, system_prompt: str | None = None
 ) -> EvalPrompt:
     """The R1-style prompt; the choices are already in the version's question text."""
-    image = to_image(row.get("image"), base_dir)
     problem = row["question"].strip() or _VISION_ONLY_QUESTION
     problem_type = "multiple choice" if _is_multiple_choice(row) else "free-form"
-    return EvalPrompt(build_messages(problem, problem_type, None, system_prompt), [image] if image is not None else [])
+    return r1_prompt(problem, problem_type, [to_image(row.get("image"), base_dir)], system_prompt)
 
 
 def _num_options(row: dict[str, Any]) -> int:
@@ -87,6 +84,10 @@ def _math_equal(prediction: str, reference: str) -> bool:
         return False
 
 
+def _judge_question(row: dict[str, Any]) -> str:
+    return row.get("question_for_eval") or row["question"]
+
+
 def _normalize(text: str) -> str:
     return "".join(text.split()).lower().rstrip(".")
 
@@ -97,24 +98,15 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     texts = [
         answer.text if _is_multiple_choice(row) else free_text_answer(answer) for row, answer in zip(rows, answers)
     ]
-    modes = [RULE_MODE] * len(rows)
-    asked = [False] * len(rows)
-    failed = [False] * len(rows)
+    judged = JudgedItems(judge, len(rows))
 
     def clean(i: int) -> bool:
         if answers[i].source != "answer_tag":
             return False
         return not _is_multiple_choice(rows[i]) or re.fullmatch(r"\(?[A-Ha-h]\)?\.?", texts[i].strip()) is not None
 
-    if judge is not None:
-        ask = [i for i in range(len(rows)) if not clean(i)]
-        questions = [rows[i].get("question_for_eval") or rows[i]["question"] for i in ask]
-        for i, text in zip(ask, judge.extract_answers(questions, [rows[i]["response"] for i in ask])):
-            asked[i] = True
-            if text is None:
-                failed[i] = True
-            else:
-                texts[i], modes[i] = text, JUDGE_MODE
+    ask = [i for i in range(len(rows)) if not clean(i)]
+    judged.extract(ask, [_judge_question(rows[i]) for i in ask], [rows[i]["response"] for i in ask], texts)
 
     predictions: list[str | None] = []
     correct: list[bool] = []
@@ -127,26 +119,15 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
             correct.append(prediction is not None and _math_equal(prediction, str(row["answer"]).strip()))
         predictions.append(prediction)
 
-    if judge is not None:
-        # The official second step: the judge decides equivalence where the rule comparison found none.
-        recheck = [i for i in range(len(rows)) if predictions[i] is not None and not correct[i]]
-        verdicts = judge.judge_equivalence(
-            [rows[i].get("question_for_eval") or rows[i]["question"] for i in recheck],
-            [str(rows[i]["answer"]) for i in recheck],
-            [str(predictions[i]) for i in recheck],
-        )
-        for i, verdict in zip(recheck, verdicts):
-            asked[i] = True
-            if verdict is None:
-                failed[i] = True
-            else:
-                correct[i], modes[i] = verdict, JUDGE_MODE
+    # The official second step: the judge decides equivalence where the rule comparison found none.
+    recheck = [i for i in range(len(rows)) if predictions[i] is not None and not correct[i]]
+    references = [str(rows[i]["answer"]) for i in recheck]
+    candidates = [str(predictions[i]) for i in recheck]
+    judged.check(recheck, [_judge_question(rows[i]) for i in recheck], references, candidates, correct)
 
     records = [
-        make_record(row, FIELDS, answer, prediction, ok, mode=mode, judge_asked=was_asked, judge_failed=has_failed)
-        for row, answer, prediction, ok, mode, was_asked, has_failed in zip(
-            rows, answers, predictions, correct, modes, asked, failed
-        )
+        make_record(row, FIELDS, answer, prediction, ok, **judged.record_fields(i))
+        for i, (row, answer, prediction, ok) in enumerate(zip(rows, answers, predictions, correct))
     ]
     per_version = accuracy_by(records, lambda r: r["problem_version"])
     present = [version for version in VERSIONS if version in per_version]

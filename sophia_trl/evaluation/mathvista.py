@@ -23,7 +23,6 @@ import math
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.data import build_prompt as build_messages
 from sophia_trl.evaluation.answers import (
     ExtractedAnswer,
     extract_answer,
@@ -32,10 +31,10 @@ from sophia_trl.evaluation.answers import (
     parse_choice,
     parse_number,
 )
-from sophia_trl.evaluation.generation import EvalPrompt
-from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
-from sophia_trl.evaluation.report import JUDGE_MODE, RULE_MODE, accuracy, accuracy_by, benchmark_result, make_record
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
+from sophia_trl.evaluation.judge import ChatJudge, JudgedItems
+from sophia_trl.evaluation.loading import load_benchmark, to_image
+from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
 
 NAME = "mathvista"
 HUB_ID = "AI4Math/MathVista"
@@ -46,8 +45,7 @@ FIELDS = (*REQUIRED, "unit", "metadata")
 
 def load(source: str | None = None) -> Any:
     """The testmini rows, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, [None], SPLITS, source)
-    require_columns(rows.column_names, REQUIRED, source or HUB_ID, NAME)
+    rows = load_benchmark(HUB_ID, [None], SPLITS, source, required=REQUIRED)
     if "decoded_image" not in rows.column_names and "image" not in rows.column_names:
         raise ValueError(f"{source or HUB_ID} has neither `decoded_image` nor `image`: {NAME} needs the images.")
     return rows
@@ -65,15 +63,10 @@ def build_prompt(
     if image is None:
         image = to_image(row.get("image"), base_dir)
     problem = row["question"] + (f" (Unit: {row['unit']})" if row.get("unit") else "")
-    options = _options(row)
     if row["question_type"] == "multi_choice":
-        lettered = [f"{letter}. {text}" for letter, text in zip(option_letters(len(options)), options)]
-        messages = build_messages(problem, "multiple choice", lettered, system_prompt)
-    elif row["answer_type"] in ("integer", "float"):
-        messages = build_messages(problem, "numerical", None, system_prompt)
-    else:
-        messages = build_messages(problem, "free-form", None, system_prompt)
-    return EvalPrompt(messages=messages, images=[image] if image is not None else [])
+        return r1_prompt(problem, "multiple choice", [image], system_prompt, options=_options(row))
+    problem_type = "numerical" if row["answer_type"] in ("integer", "float") else "free-form"
+    return r1_prompt(problem, problem_type, [image], system_prompt)
 
 
 def _precision(row: dict[str, Any]) -> int:
@@ -149,33 +142,14 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
         else free_text_answer(answer)
         for row, answer in zip(rows, answers)
     ]
-    modes = [RULE_MODE] * len(rows)
-    asked = [False] * len(rows)
-    failed = [False] * len(rows)
-    if judge is not None:
-        ask = [i for i, (row, answer) in enumerate(zip(rows, answers)) if not _is_clean(answer, row)]
-        extracted = judge.extract_answers([_judge_question(rows[i]) for i in ask], [rows[i]["response"] for i in ask])
-        for i, text in zip(ask, extracted):
-            asked[i] = True
-            if text is None:
-                failed[i] = True
-            else:
-                texts[i], modes[i] = text, JUDGE_MODE
+    judged = JudgedItems(judge, len(rows))
+    ask = [i for i, (row, answer) in enumerate(zip(rows, answers)) if not _is_clean(answer, row)]
+    judged.extract(ask, [_judge_question(rows[i]) for i in ask], [rows[i]["response"] for i in ask], texts)
     records = []
     for i, (row, answer) in enumerate(zip(rows, answers)):
         prediction = normalize_prediction(texts[i], row) if texts[i] else None
-        records.append(
-            make_record(
-                row,
-                FIELDS,
-                answer,
-                prediction,
-                is_correct(prediction, row),
-                mode=modes[i],
-                judge_asked=asked[i],
-                judge_failed=failed[i],
-            )
-        )
+        correct = is_correct(prediction, row)
+        records.append(make_record(row, FIELDS, answer, prediction, correct, **judged.record_fields(i)))
     breakdown = {"question_type": accuracy_by(records, lambda r: r["question_type"])}
     if all(isinstance(record.get("metadata"), dict) for record in records):
         breakdown["task"] = accuracy_by(records, lambda r: r["metadata"].get("task"))

@@ -20,11 +20,10 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.data import build_prompt as build_messages
-from sophia_trl.evaluation.answers import extract_answer, option_letters, parse_choice
-from sophia_trl.evaluation.generation import EvalPrompt
+from sophia_trl.evaluation.answers import extract_answer, parse_choice
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import is_missing, load_benchmark, require_columns, to_image
+from sophia_trl.evaluation.loading import is_missing, load_benchmark, to_image
 from sophia_trl.evaluation.report import accuracy, benchmark_result, make_record, percent
 
 logger = logging.getLogger(__name__)
@@ -81,8 +80,7 @@ class CircularRows(Sequence):
 
 def load(source: str | None = None) -> Any:
     """The dev rows with every rotation, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, [CONFIG], SPLITS, source)
-    require_columns(rows.column_names, (*REQUIRED, "image"), source or HUB_ID, NAME)
+    rows = load_benchmark(HUB_ID, [CONFIG], SPLITS, source, required=(*REQUIRED, "image"))
     if max(int(index) for index in rows["index"]) < ROTATION_OFFSET:
         logger.info("MMBench: %s holds no rotated copies; adding them for circular evaluation.", source or HUB_ID)
         return CircularRows(rows)
@@ -93,12 +91,9 @@ def build_prompt(
     row: dict[str, Any], base_dir: str | Path | None = None, system_prompt: str | None = None
 ) -> EvalPrompt:
     """The R1-style multiple-choice prompt: the hint (when there is one), the question, the lettered options."""
-    image = to_image(row.get("image"), base_dir)
-    options = options_of(row)
     problem = row["question"] if is_missing(row.get("hint")) else f"{row['hint']}\n{row['question']}"
-    lettered = [f"{letter}. {text}" for letter, text in zip(option_letters(len(options)), options)]
-    messages = build_messages(problem, "multiple choice", lettered, system_prompt)
-    return EvalPrompt(messages, [image] if image is not None else [])
+    images = [to_image(row.get("image"), base_dir)]
+    return r1_prompt(problem, "multiple choice", images, system_prompt, options=options_of(row))
 
 
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:

@@ -17,11 +17,10 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.data import build_prompt as build_messages
 from sophia_trl.evaluation.answers import extract_answer, free_text_answer
-from sophia_trl.evaluation.generation import EvalPrompt
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
+from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.report import benchmark_result, make_record, percent
 
 logger = logging.getLogger(__name__)
@@ -39,19 +38,14 @@ COGNITION = ("commonsense_reasoning", "numerical_calculation", "text_translation
 
 def load(source: str | None = None) -> Any:
     """The test rows, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, [None], SPLITS, source)
-    require_columns(rows.column_names, (*REQUIRED, "image"), source or HUB_ID, NAME)
-    return rows
+    return load_benchmark(HUB_ID, [None], SPLITS, source, required=(*REQUIRED, "image"))
 
 
 def build_prompt(
     row: dict[str, Any], base_dir: str | Path | None = None, system_prompt: str | None = None
 ) -> EvalPrompt:
     """The R1-style prompt for a short answer; the question already asks for yes or no."""
-    image = to_image(row.get("image"), base_dir)
-    return EvalPrompt(
-        build_messages(row["question"], "text", None, system_prompt), [image] if image is not None else []
-    )
+    return r1_prompt(row["question"], "text", [to_image(row.get("image"), base_dir)], system_prompt)
 
 
 def parse_yes_no(text: str) -> str | None:

@@ -20,11 +20,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.data import build_prompt as build_messages
 from sophia_trl.evaluation.answers import extract_answer, option_letters
-from sophia_trl.evaluation.generation import EvalPrompt
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
+from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
 
 NAME = "mmmu"
@@ -44,9 +43,7 @@ IMAGE_COLUMNS = tuple(f"image_{i}" for i in range(1, 8))
 
 def load(source: str | None = None) -> Any:
     """Dev and validation rows of every subject, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, SUBJECTS, SPLITS, source)
-    require_columns(rows.column_names, (*REQUIRED, "image_1"), source or HUB_ID, NAME)
-    return rows
+    return load_benchmark(HUB_ID, SUBJECTS, SPLITS, source, required=(*REQUIRED, "image_1"))
 
 
 def parse_options(value: Any) -> list[str]:
@@ -75,11 +72,8 @@ def build_prompt(
     images = [image for column in IMAGE_COLUMNS if (image := to_image(row.get(column), base_dir)) is not None]
     if _is_multiple_choice(row):
         options = parse_options(row["options"])
-        lettered = [f"{letter}. {text}" for letter, text in zip(option_letters(len(options)), options)]
-        messages = build_messages(row["question"], "multiple choice", lettered, system_prompt)
-    else:
-        messages = build_messages(row["question"], "free-form", None, system_prompt)
-    return EvalPrompt(messages, images)
+        return r1_prompt(row["question"], "multiple choice", images, system_prompt, options=options)
+    return r1_prompt(row["question"], "free-form", images, system_prompt)
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -14,11 +14,10 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.data import build_prompt as build_messages
 from sophia_trl.evaluation.answers import extract_answer, parse_choice
-from sophia_trl.evaluation.generation import EvalPrompt
+from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
-from sophia_trl.evaluation.loading import load_benchmark, require_columns, to_image
+from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
 
 NAME = "mmstar"
@@ -30,9 +29,7 @@ FIELDS = (*REQUIRED, "l2_category")
 
 def load(source: str | None = None) -> Any:
     """The val rows, from the Hub or a local copy (see `load_benchmark`)."""
-    rows = load_benchmark(HUB_ID, [None], SPLITS, source)
-    require_columns(rows.column_names, (*REQUIRED, "image"), source or HUB_ID, NAME)
-    return rows
+    return load_benchmark(HUB_ID, [None], SPLITS, source, required=(*REQUIRED, "image"))
 
 
 def parse_options(question: str) -> list[str]:
@@ -48,9 +45,7 @@ def build_prompt(
     row: dict[str, Any], base_dir: str | Path | None = None, system_prompt: str | None = None
 ) -> EvalPrompt:
     """The R1-style multiple-choice prompt; the options are already in the question text."""
-    image = to_image(row.get("image"), base_dir)
-    messages = build_messages(row["question"], "multiple choice", None, system_prompt)
-    return EvalPrompt(messages, [image] if image is not None else [])
+    return r1_prompt(row["question"], "multiple choice", [to_image(row.get("image"), base_dir)], system_prompt)
 
 
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:

@@ -152,12 +152,12 @@ def test_cli_rescoring_writes_report_and_table(tmp_path, capsys):
 def test_prediction_file_errors_name_file_and_field(tmp_path):
     missing = tmp_path / "missing_field.jsonl"
     missing.write_text(json.dumps({"query": "q", "label": ["1"], "response": "<answer>1</answer>"}) + "\n")
-    with pytest.raises(ValueError, match=r"missing_field\.jsonl, line 1 lacks the column\(s\) \['human_or_machine'\]"):
+    with pytest.raises(ValueError, match=r"missing_field\.jsonl, row 1 lacks the column\(s\) \['human_or_machine'\]"):
         evaluate(["chartqa"], tmp_path / "r.json", predictions=[str(missing)])
 
     broken = tmp_path / "broken.jsonl"
     broken.write_text(json.dumps({"query": "q", "label": ["1"], "human_or_machine": 0, "response": ""}) + "\n{oops\n")
-    with pytest.raises(ValueError, match=r"broken\.jsonl, line 2: not valid JSON"):
+    with pytest.raises(ValueError, match=r"broken\.jsonl: line 2 is not valid JSON"):
         evaluate(["chartqa"], tmp_path / "r.json", predictions=[str(broken)])
 
     with pytest.raises(ValueError, match="one file per benchmark"):
