@@ -15,11 +15,17 @@ is sampled twice is judged once.
 
 from __future__ import annotations
 
+import asyncio
+import base64
 import hashlib
+import io
 import logging
 import math
+import os
+import random
 import re
 import threading
+import weakref
 from collections import OrderedDict
 from typing import Any
 
@@ -130,6 +136,46 @@ def parse_score(text: str | None) -> float | None:
     if not math.isfinite(value):
         return None
     return min(1.0, max(0.0, value))
+
+
+def build_judge_inputs(
+    processor: Any,
+    questions: list[str],
+    responses: list[str],
+    images: list[Image.Image | None],
+) -> Any:
+    """Renders and processes a batch of judge prompts for a local model (generative or scalar-head).
+
+    Each row is [`build_judge_messages`] rendered by the processor's chat template with the generation prompt, so a
+    generative judge writes its answer next and a scalar-head judge reads the same text it was trained on.
+
+    Args:
+        processor ([`~transformers.ProcessorMixin`]):
+            The judge's processor (tokenizer + image processor). Its tokenizer's `padding_side` decides the padding.
+        questions (`list[str]`):
+            The question of each row.
+        responses (`list[str]`):
+            The response of each row.
+        images (`list[PIL.Image.Image | None]`):
+            The image of each row, `None` for a text-only row; rows with and without images can be mixed.
+
+    Returns:
+        [`~transformers.BatchFeature`]: `input_ids`, `attention_mask` and, when some row has an image,
+        `pixel_values` and `image_grid_thw`, as PyTorch tensors.
+    """
+    texts = [
+        processor.apply_chat_template(build_judge_messages(q, r, img), tokenize=False, add_generation_prompt=True)
+        for q, r, img in zip(questions, responses, images)
+    ]
+    # The processor matches images to image placeholders in order, so the images of the image rows, in row order.
+    flat_images = [img for img in images if img is not None]
+    return processor(text=texts, images=flat_images or None, padding=True, return_tensors="pt")
+
+
+def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar text length, so less compute goes to padding."""
+    order = sorted(range(len(questions)), key=lambda i: len(questions[i]) + len(responses[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -273,6 +319,20 @@ def _default_device() -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+def _load_vlm_processor(model_name_or_path: str) -> Any:
+    """AutoProcessor, checked to have an image processor (without torchvision, Qwen2.5-VL's silently has none)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(model_name_or_path))
+    if getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
+        raise ValueError(
+            f"The processor loaded from {model_name_or_path} is a {type(processor).__name__} without an image "
+            "processor, so images cannot reach the judge. Check that torchvision is installed and that the folder "
+            "holds a processor_config.json."
+        )
+    return processor
+
+
 class TransformersJudge(ThinkingJudge):
     """A generative judge run in-process with `transformers`: renders the judge prompt, generates greedily, parses.
 
@@ -307,7 +367,7 @@ class TransformersJudge(ThinkingJudge):
         cache_size: int = 4096,
         model_init_kwargs: dict[str, Any] | None = None,
     ):
-        from transformers import AutoModelForImageTextToText, AutoProcessor
+        from transformers import AutoModelForImageTextToText
 
         super().__init__(cache_size=cache_size)
         if batch_size < 1:
@@ -317,41 +377,23 @@ class TransformersJudge(ThinkingJudge):
         self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
         self.device = device or _default_device()
-        self.processor = AutoProcessor.from_pretrained(str(model_name_or_path))
-        self.tokenizer = getattr(self.processor, "tokenizer", self.processor)
-        if getattr(self.processor, "image_processor", None) is None:
-            # Without torchvision, some VLM processors silently load as a bare tokenizer and images would be dropped.
-            raise ValueError(
-                f"The processor loaded from {model_name_or_path} has no image processor, so images cannot reach the "
-                "judge. Check that torchvision is installed and that the folder holds a processor_config.json."
-            )
+        self.processor = _load_vlm_processor(model_name_or_path)
+        self.tokenizer = self.processor.tokenizer
         # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
         self.tokenizer.padding_side = "left"
         kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
         self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
         self.model.to(self.device).eval()
 
-    def _render(self, question: str, response: str, image: Image.Image | None) -> str:
-        messages = build_judge_messages(question, response, image)
-        return self.processor.apply_chat_template(messages, tokenize=False, add_generation_prompt=True)
-
     @torch.no_grad()
     def generate_texts(
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[str]:
         """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
-        texts = [self._render(q, r, img) for q, r, img in zip(questions, responses, images)]
-        # Similar lengths in a batch waste less compute on padding.
-        order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
-        outputs: list[str] = [""] * len(texts)
-        for start in range(0, len(order), self.batch_size):
-            idx = order[start : start + self.batch_size]
-            batch_images = [images[i] for i in idx if images[i] is not None]
-            inputs = self.processor(
-                text=[texts[i] for i in idx],
-                images=batch_images or None,
-                padding=True,
-                return_tensors="pt",
+        outputs: list[str] = [""] * len(questions)
+        for idx in _length_sorted_batches(questions, responses, self.batch_size):
+            inputs = build_judge_inputs(
+                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
             ).to(self.device)
             generated = self.model.generate(
                 **inputs,
@@ -368,3 +410,456 @@ class TransformersJudge(ThinkingJudge):
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[float | None]:
         return [parse_score(text) for text in self.generate_texts(questions, responses, images)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Local scalar-head judge
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class ScalarJudge(ThinkingJudge):
+    """A judge with a scalar head: one forward pass per batch, `sigmoid(logit)` is the score.
+
+    Loads a checkpoint trained with [`~sophia_trl.reward_trainer.ThinkingRewardTrainer`]
+    (`recipes/thinking_reward.py --judge_type scalar`) as a
+    [`~sophia_trl.reward_trainer.Qwen2_5_VLForScalarReward`]. It never fails to give a score (except for a
+    non-finite logit), and costs one forward pass instead of a generation.
+
+    Args:
+        model_name_or_path (`str`):
+            The scalar-head checkpoint (local folder or Hub id).
+        batch_size (`int`, *optional*, defaults to `16`):
+            Rows per forward pass.
+        device (`str` or `None`, *optional*, defaults to `None`):
+            Where to run the model; `None` picks `"cuda"` when available, else `"cpu"`.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`):
+            Weight dtype passed to `from_pretrained`.
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+        model_init_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra keyword arguments for `from_pretrained`.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        cache_size: int = 4096,
+        model_init_kwargs: dict[str, Any] | None = None,
+    ):
+        from ..reward_trainer import load_scalar_reward_model
+
+        super().__init__(cache_size=cache_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.batch_size = batch_size
+        self.device = device or _default_device()
+        self.processor = _load_vlm_processor(model_name_or_path)
+        self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
+        self.model.to(self.device).eval()
+
+    @torch.no_grad()
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        scores: list[float | None] = [None] * len(questions)
+        for idx in _length_sorted_batches(questions, responses, self.batch_size):
+            inputs = build_judge_inputs(
+                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
+            ).to(self.device)
+            logits = self.model(**inputs).logits.squeeze(-1).float()  # (B,)
+            for i, logit in zip(idx, logits.tolist()):
+                scores[i] = 1.0 / (1.0 + math.exp(-logit)) if math.isfinite(logit) else None
+        return scores
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# OpenAI-compatible server (vllm serve, transformers serve, hosted APIs)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def image_to_data_url(image: Image.Image, image_format: str = "PNG") -> str:
+    """Encodes an image as a base64 data URL, the form OpenAI-compatible servers accept in `image_url` blocks."""
+    buffer = io.BytesIO()
+    if image_format.upper() == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    image.save(buffer, format=image_format)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{image_format.lower()};base64,{encoded}"
+
+
+def build_openai_messages(
+    question: str, response: str, image: Image.Image | None = None, image_format: str = "PNG"
+) -> list[dict[str, Any]]:
+    """[`build_judge_messages`] in the OpenAI chat format: the image becomes a base64 data-URL `image_url` block.
+
+    Args:
+        question (`str`):
+            The question.
+        response (`str`):
+            The response to judge.
+        image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
+            The question's image.
+        image_format (`str`, *optional*, defaults to `"PNG"`):
+            Encoding of the image (`"PNG"` is lossless; `"JPEG"` is smaller).
+
+    Returns:
+        `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`).
+    """
+    messages = build_judge_messages(question, response, image)
+    for message in messages:
+        message["content"] = [
+            {"type": "image_url", "image_url": {"url": image_to_data_url(block["image"], image_format)}}
+            if block["type"] == "image"
+            else block
+            for block in message["content"]
+        ]
+    return messages
+
+
+class _EventLoopThread:
+    """An asyncio loop running in its own daemon thread, so synchronous callers in any thread (with or without a
+    running loop of their own) can run coroutines on it."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("A judge cannot be called from inside its own event loop thread.")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class JudgeServerError(RuntimeError):
+    """The judge server rejects the configuration (authentication, permissions, unknown model or URL)."""
+
+
+def _close_openai_judge(loop_thread: _EventLoopThread, client: Any) -> None:
+    if client is not None and not loop_thread.loop.is_closed() and loop_thread.thread.is_alive():
+        try:
+            asyncio.run_coroutine_threadsafe(client.close(), loop_thread.loop).result(timeout=10)
+        except Exception:  # closing is best effort: the process may be shutting down
+            logger.debug("Closing the judge client failed.", exc_info=True)
+    loop_thread.stop()
+
+
+class OpenAIJudge(ThinkingJudge):
+    """A judge behind an OpenAI-compatible chat-completions server (`vllm serve`, `transformers serve`, hosted APIs).
+
+    Requests run concurrently, at most `max_concurrency` at a time, on an event loop owned by the judge (in its own
+    thread, so `score` works from any thread, including one that runs an event loop). Each attempt is bounded by
+    `timeout`; timeouts, connection errors, HTTP 429 and 5xx are retried up to `max_retries` times with exponential
+    backoff and jitter; a request that still fails, or whose reply holds no score, gives `None`. Authentication,
+    permission and not-found errors mean the configuration is wrong and raise [`JudgeServerError`] at once.
+
+    Args:
+        base_url (`str`):
+            The server's OpenAI API root, e.g. `"http://localhost:8001/v1"`.
+        model (`str`):
+            The served model name (`vllm serve --served-model-name`, or the path given to the server).
+        api_key (`str` or `None`, *optional*, defaults to `None`):
+            API key; read from the `OPENAI_API_KEY` environment variable when `None` (local servers accept any value).
+            It is sent in the request header only, never logged.
+        timeout (`float`, *optional*, defaults to `60.0`):
+            Seconds allowed for one attempt, from sending the request to the end of the reply.
+        max_retries (`int`, *optional*, defaults to `3`):
+            Retries after the first attempt of a request; the total number of attempts is `max_retries + 1`.
+        max_concurrency (`int`, *optional*, defaults to `32`):
+            Requests in flight at once.
+        max_new_tokens (`int`, *optional*, defaults to `16`):
+            `max_tokens` of each request.
+        temperature (`float`, *optional*, defaults to `0.0`):
+            Sampling temperature; 0 is greedy, as the judge should be.
+        backoff (`float`, *optional*, defaults to `0.5`):
+            Wait before the first retry in seconds; doubles with each retry (plus up to 10 % jitter).
+        max_backoff (`float`, *optional*, defaults to `8.0`):
+            Upper bound of one wait.
+        image_format (`str`, *optional*, defaults to `"PNG"`):
+            Encoding of images in the requests.
+        request_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra arguments of `chat.completions.create` (e.g. `{"extra_body": {"top_k": 1}}` for vLLM).
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+
+    Attributes:
+        num_attempts (`int`): HTTP requests sent, retries included.
+        num_retries (`int`): Attempts that were retries.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        max_concurrency: int = 32,
+        max_new_tokens: int = 16,
+        temperature: float = 0.0,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        image_format: str = "PNG",
+        request_kwargs: dict[str, Any] | None = None,
+        cache_size: int = 4096,
+    ):
+        super().__init__(cache_size=cache_size)
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}.")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}.")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.image_format = image_format
+        self.request_kwargs = dict(request_kwargs or {})
+        self.num_attempts = 0
+        self.num_retries = 0
+        # Local servers ignore the key but the client requires one.
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._loop_thread = _EventLoopThread(name=f"{type(self).__name__}-loop")
+        self._client = None
+        self._semaphore: asyncio.Semaphore | None = None
+        self._finalizer = weakref.finalize(self, _close_openai_judge, self._loop_thread, None)
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
+        )
+
+    def _ensure_client(self) -> Any:
+        """Creates the async client and the semaphore on the judge's loop (they belong to the loop that uses them)."""
+        if self._client is None:
+            from openai import AsyncOpenAI
+
+            # Retries and timeouts are handled here, per request, so the client must not add its own.
+            self._client = AsyncOpenAI(
+                base_url=self.base_url, api_key=self._api_key, timeout=self.timeout, max_retries=0
+            )
+            self._semaphore = asyncio.Semaphore(self.max_concurrency)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _close_openai_judge, self._loop_thread, self._client)
+        return self._client
+
+    def close(self) -> None:
+        """Closes the HTTP client and stops the judge's event loop; the judge cannot be used afterwards."""
+        self._finalizer()
+
+    def __enter__(self) -> OpenAIJudge:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def check_server(self) -> list[str]:
+        """Asks the server for its models, to fail early with a clear message when it is down or misconfigured.
+
+        Returns:
+            `list[str]`: The served model ids. A warning is logged when `model` is not among them.
+
+        Raises:
+            `ConnectionError`: The server did not answer within `timeout`.
+            [`JudgeServerError`]: The server rejected the request (e.g. a wrong API key).
+        """
+        import openai
+
+        async def list_models() -> list[str]:
+            client = self._ensure_client()
+            page = await asyncio.wait_for(client.models.list(), timeout=self.timeout)
+            return [m.id for m in page.data]
+
+        try:
+            model_ids = self._loop_thread.run(list_models())
+        except (openai.AuthenticationError, openai.PermissionDeniedError) as err:
+            raise JudgeServerError(
+                f"The judge server at {self.base_url} refused the request ({type(err).__name__}, HTTP "
+                f"{err.status_code}): check the API key (api_key or OPENAI_API_KEY)."
+            ) from err
+        except (openai.APIError, asyncio.TimeoutError, OSError) as err:
+            raise ConnectionError(
+                f"The judge server at {self.base_url} did not answer ({type(err).__name__}). Start it (see "
+                "scripts/serve_judge.sh) or fix the base URL."
+            ) from err
+        if self.model not in model_ids:
+            logger.warning(
+                "The judge server at %s does not list the model %r (it lists %s).",
+                self.base_url,
+                self.model,
+                model_ids,
+            )
+        return model_ids
+
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        # One encoding per distinct image object: a group's completions share their prompt's image.
+        encoded: dict[int, str] = {}
+        requests = []
+        for q, r, img in zip(questions, responses, images):
+            messages = build_judge_messages(q, r, img)
+            for message in messages:
+                for block in message["content"]:
+                    if block["type"] == "image":
+                        if id(block["image"]) not in encoded:
+                            encoded[id(block["image"])] = image_to_data_url(block["image"], self.image_format)
+                        url = encoded[id(block.pop("image"))]
+                        block.clear()
+                        block.update({"type": "image_url", "image_url": {"url": url}})
+            requests.append(messages)
+        return self._loop_thread.run(self._score_all(requests))
+
+    async def _score_all(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:
+        self._ensure_client()
+        results = await asyncio.gather(*(self._score_one(messages) for messages in requests), return_exceptions=True)
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _score_one(self, messages: list[dict[str, Any]]) -> float | None:
+        import openai
+
+        error = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt > 0:
+                self.num_retries += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (1.0 + 0.1 * random.random()))
+            try:
+                async with self._semaphore:
+                    self.num_attempts += 1
+                    completion = await asyncio.wait_for(
+                        self._client.chat.completions.create(
+                            model=self.model,
+                            messages=messages,
+                            max_tokens=self.max_new_tokens,
+                            temperature=self.temperature,
+                            **self.request_kwargs,
+                        ),
+                        timeout=self.timeout,
+                    )
+            except (openai.AuthenticationError, openai.PermissionDeniedError, openai.NotFoundError) as err:
+                raise JudgeServerError(
+                    f"The judge server at {self.base_url} answered HTTP {err.status_code} ({type(err).__name__}) for "
+                    f"model {self.model!r}: check the base URL, the served model name and the API key."
+                ) from err
+            except (
+                openai.APIConnectionError,
+                openai.RateLimitError,
+                openai.InternalServerError,
+                asyncio.TimeoutError,
+            ) as err:
+                error = type(err).__name__
+                logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
+                continue
+            except openai.APIStatusError as err:
+                if err.status_code in (408, 409):  # request timeout / conflict: worth another try
+                    error = f"HTTP {err.status_code}"
+                    continue
+                logger.warning("The judge server rejected a request (HTTP %d); its score is None.", err.status_code)
+                return None
+            except (openai.APIError, ValueError, TypeError) as err:
+                logger.warning(
+                    "The judge server sent an unreadable reply (%s); its score is None.", type(err).__name__
+                )
+                return None
+            return _completion_score(completion)
+        logger.warning(
+            "A judge request failed %d times (last error: %s); its score is None.", self.max_retries + 1, error
+        )
+        return None
+
+
+def _completion_score(completion: Any) -> float | None:
+    """The score in a chat completion, or None when the reply has no choices or no text."""
+    choices = getattr(completion, "choices", None)
+    if not choices:
+        return None
+    message = getattr(choices[0], "message", None)
+    return parse_score(getattr(message, "content", None))
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In-process vLLM
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class VLLMJudge(ThinkingJudge):
+    """A generative judge run in-process with vLLM's offline `LLM.chat` (GPU). vLLM is imported when this is built.
+
+    Args:
+        model_name_or_path (`str`):
+            The judge checkpoint (local folder or Hub id).
+        max_new_tokens (`int`, *optional*, defaults to `16`):
+            Generation budget per row.
+        gpu_memory_utilization (`float`, *optional*, defaults to `0.3`):
+            Fraction of GPU memory vLLM may take; keep room for the policy when both share a GPU.
+        tensor_parallel_size (`int`, *optional*, defaults to `1`):
+            GPUs the judge is sharded over.
+        image_format (`str`, *optional*, defaults to `"PNG"`):
+            Encoding of images in the chat messages.
+        llm_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra arguments of `vllm.LLM` (e.g. `max_model_len`, `dtype`).
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        max_new_tokens: int = 16,
+        gpu_memory_utilization: float = 0.3,
+        tensor_parallel_size: int = 1,
+        image_format: str = "PNG",
+        llm_kwargs: dict[str, Any] | None = None,
+        cache_size: int = 4096,
+    ):
+        try:
+            import vllm
+        except ImportError as err:
+            raise ImportError(
+                "VLLMJudge needs vLLM, which is not installed. On a GPU machine install the `vllm` extra "
+                "(`pip install -e '.[vllm]'`, with the versions pinned in requirements-vllm.txt so that torch and "
+                "transformers stay compatible), or use TransformersJudge locally or OpenAIJudge with a `vllm serve` "
+                "server."
+            ) from err
+        super().__init__(cache_size=cache_size)
+        self.image_format = image_format
+        kwargs = {
+            "model": str(model_name_or_path),
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "tensor_parallel_size": tensor_parallel_size,
+            "limit_mm_per_prompt": {"image": 1},
+            **(llm_kwargs or {}),
+        }
+        self.llm = vllm.LLM(**kwargs)
+        self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        conversations = [
+            build_openai_messages(q, r, img, self.image_format) for q, r, img in zip(questions, responses, images)
+        ]
+        outputs = self.llm.chat(conversations, sampling_params=self.sampling_params, use_tqdm=False)
+        return [parse_score(output.outputs[0].text) if output.outputs else None for output in outputs]

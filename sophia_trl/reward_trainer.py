@@ -1,0 +1,457 @@
+"""Stage 1 of SophiaVL-R1 with a scalar head: a vision-language thinking reward model trained on pointwise scores.
+
+TRL's `RewardTrainer` learns from preference pairs of text with a Bradley-Terry loss, and
+`AutoModelForSequenceClassification` has no Qwen2.5-VL mapping. This module adds the three pieces that make it fit
+(question, image, response, score) rows:
+
+- [`Qwen2_5_VLForScalarReward`]: the Qwen2.5-VL backbone plus a linear head on the last non-padding token; it
+  round-trips through `save_pretrained` / `from_pretrained` and loads the backbone of any Qwen2.5-VL checkpoint;
+- [`ThinkingRewardConfig`]: `trl.RewardConfig` plus the choice of regression loss;
+- [`ThinkingRewardTrainer`]: `trl.RewardTrainer` with pointwise data, images, a regression loss and the metrics MAE
+  and pairwise ranking accuracy within a question.
+
+The trained model is what [`~sophia_trl.rewards.thinking.ScalarJudge`] loads.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import math
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+from datasets import Dataset, IterableDataset
+from transformers import AutoProcessor, PreTrainedModel, ProcessorMixin
+from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
+from transformers.modeling_outputs import SequenceClassifierOutputWithPast
+from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
+    Qwen2_5_VLConfig,
+    Qwen2_5_VLModel,
+    Qwen2_5_VLPreTrainedModel,
+)
+from trl import RewardConfig, RewardTrainer
+from trl.data_utils import get_dataset_column_names
+
+from .rewards.thinking import build_judge_inputs, image_hash
+
+logger = logging.getLogger(__name__)
+
+REGRESSION_LOSSES = ("bce", "mse")
+REQUIRED_COLUMNS = ("question", "response", "score")
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Model
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def last_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
+    """Index of the last attended token of each row, for left or right padding: `(B, L) -> (B,)`."""
+    length = attention_mask.shape[-1]
+    return (length - 1) - attention_mask.flip(-1).long().argmax(-1)
+
+
+class Qwen2_5_VLForScalarReward(Qwen2_5_VLPreTrainedModel):
+    """
+    Qwen2.5-VL with a scalar head: the backbone's hidden state at the last non-padding token goes through a linear
+    layer to one logit per sequence; `sigmoid(logit)` is the thinking score in [0, 1].
+
+    Loading a generative Qwen2.5-VL checkpoint (e.g. `Qwen/Qwen2.5-VL-3B-Instruct`) takes its backbone and leaves the
+    head newly initialised (the language-model head is dropped); loading a checkpoint saved by this class restores the
+    head too. No `trust_remote_code` is involved: load it with this class, not with an Auto class.
+
+    Args:
+        config ([`~transformers.Qwen2_5_VLConfig`]):
+            The Qwen2.5-VL configuration; `num_labels` is set to 1.
+    """
+
+    def __init__(self, config: Qwen2_5_VLConfig):
+        config.num_labels = 1
+        super().__init__(config)
+        self.model = Qwen2_5_VLModel(config)
+        self.score = nn.Linear(config.text_config.hidden_size, 1)
+        self.post_init()
+
+    def get_input_embeddings(self) -> nn.Module:
+        return self.model.get_input_embeddings()
+
+    def set_input_embeddings(self, value: nn.Module) -> None:
+        self.model.set_input_embeddings(value)
+
+    def forward(
+        self,
+        input_ids: torch.LongTensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+        pixel_values: torch.Tensor | None = None,
+        image_grid_thw: torch.LongTensor | None = None,
+        inputs_embeds: torch.Tensor | None = None,
+        **kwargs: Any,
+    ) -> SequenceClassifierOutputWithPast:
+        """
+        Args:
+            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
+                Token ids as built by the processor (image placeholders expanded).
+            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
+                1 for real tokens, 0 for padding (either side); the head reads the last 1 of each row.
+            pixel_values (`torch.Tensor`, *optional*):
+                Image patches of all the batch's images, as the processor returns them.
+            image_grid_thw (`torch.LongTensor` of shape `(num_images, 3)`, *optional*):
+                Patch grid of each image.
+
+        Returns:
+            [`~transformers.modeling_outputs.SequenceClassifierOutputWithPast`]: `logits` of shape `(batch_size, 1)`.
+        """
+        kwargs.pop("use_cache", None)  # no generation: never build a KV cache
+        kwargs.pop("labels", None)
+        outputs = self.model(
+            input_ids=input_ids,
+            attention_mask=attention_mask,
+            pixel_values=pixel_values,
+            image_grid_thw=image_grid_thw,
+            inputs_embeds=inputs_embeds,
+            use_cache=False,
+            **kwargs,
+        )
+        hidden = outputs.last_hidden_state  # (B, L, H)
+        if attention_mask is None:
+            last = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
+        else:
+            last = last_token_indices(attention_mask).to(hidden.device)
+        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
+        logits = self.score(pooled.to(self.score.weight.dtype))  # (B, 1)
+        return SequenceClassifierOutputWithPast(logits=logits, hidden_states=outputs.hidden_states)
+
+
+# Checkpoints of Qwen2.5-VL (and this class's own saves) store the backbone as `model.*` + `visual.*`; transformers
+# maps those keys to `model.language_model.*` / `model.visual.*` only for its own classes, so register the same
+# renaming for this one (it is also reversed on save, keeping the standard layout on disk).
+register_checkpoint_conversion_mapping(
+    Qwen2_5_VLForScalarReward.__name__,
+    get_checkpoint_conversion_mapping("Qwen2VLForConditionalGeneration"),
+    overwrite=True,
+)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Data
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def question_group_id(question: str, image: Any) -> int:
+    """A 63-bit id shared by rows with the same question text and the same image (pairwise accuracy groups)."""
+    key = f"{question}\x00{image_hash(image)}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+@dataclass
+class DataCollatorForThinkingReward:
+    """
+    Collates pointwise judge rows into model inputs: each row is rendered with the judge prompt
+    ([`~sophia_trl.rewards.thinking.build_judge_inputs`]) and processed with its image, if any.
+
+    Args:
+        processor ([`~transformers.ProcessorMixin`]):
+            The judge's processor.
+
+    Returns a batch with the processor's tensors plus `target_scores` (float, `(B,)`) and `group_ids` (int64,
+    `(B,)`: rows with equal ids answer the same question about the same image).
+    """
+
+    processor: Any
+
+    def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        images = [example.get("image") for example in examples]
+        batch = build_judge_inputs(
+            self.processor, [ex["question"] for ex in examples], [ex["response"] for ex in examples], images
+        )
+        batch = dict(batch)
+        batch["target_scores"] = torch.tensor([float(ex["score"]) for ex in examples], dtype=torch.float32)
+        batch["group_ids"] = torch.tensor(
+            [question_group_id(ex["question"], img) for ex, img in zip(examples, images)], dtype=torch.int64
+        )
+        return batch
+
+
+def pairwise_accuracy(predictions: torch.Tensor, targets: torch.Tensor, group_ids: torch.Tensor) -> tuple[float, int]:
+    """
+    Fraction of pairs from the same group with different targets that the predictions order the same way (a tie in
+    the predictions counts as wrong).
+
+    Args:
+        predictions (`torch.Tensor` of shape `(N,)`):
+            Predicted scores.
+        targets (`torch.Tensor` of shape `(N,)`):
+            Target scores.
+        group_ids (`torch.Tensor` of shape `(N,)`):
+            Group of each row; only pairs within a group count.
+
+    Returns:
+        `tuple[float, int]`: The accuracy (NaN when there is no such pair) and the number of pairs.
+    """
+    same_group = group_ids[:, None] == group_ids[None, :]  # (N, N)
+    target_diff = targets[:, None] - targets[None, :]
+    pred_diff = predictions[:, None] - predictions[None, :]
+    # Each unordered pair once: the ordered pair with the larger target first.
+    pairs = same_group & (target_diff > 0)
+    num_pairs = int(pairs.sum())
+    if num_pairs == 0:
+        return math.nan, 0
+    return float((pred_diff[pairs] > 0).float().mean()), num_pairs
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Config and trainer
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ThinkingRewardConfig(RewardConfig):
+    r"""
+    Configuration class for [`ThinkingRewardTrainer`]: [`~trl.RewardConfig`] plus the regression loss.
+
+    Parameters:
+        > Parameters that control the training
+
+        regression_loss (`str`, *optional*, defaults to `"bce"`):
+            `"bce"`: binary cross-entropy between `sigmoid(logit)` and the score used as a soft label. It is a proper
+            scoring rule for a probability-like score (its minimum is at `sigmoid(logit) = score`) and its gradient
+            `sigmoid(logit) - score` does not vanish when the sigmoid saturates. `"mse"`: squared error between
+            `sigmoid(logit)` and the score, whose gradient carries an extra `sigmoid'(logit)` factor and fades near 0
+            and 1.
+
+    The rows are pointwise: `question` (str), `response` (str), `score` (float in [0, 1]) and, optionally, `image`
+    (PIL image or None). `max_length` counts the tokens of the rendered judge prompt, image tokens included; longer
+    rows are dropped with a warning. `center_rewards_coefficient` does not apply to pointwise regression.
+    """
+
+    # Parameters that control the training
+    regression_loss: str = field(
+        default="bce",
+        metadata={
+            "help": "'bce' (binary cross-entropy with the score as a soft label; keeps its gradient when the sigmoid "
+            "saturates) or 'mse' (squared error of sigmoid(logit) to the score).",
+            "choices": list(REGRESSION_LOSSES),
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(f"regression_loss={self.regression_loss!r} is not one of {REGRESSION_LOSSES}.")
+        if self.center_rewards_coefficient is not None:
+            raise ValueError(
+                "center_rewards_coefficient is for pairwise (Bradley-Terry) reward models; the thinking reward model "
+                "regresses to the score itself. Leave it unset."
+            )
+
+
+class ThinkingRewardTrainer(RewardTrainer):
+    """
+    [`~trl.RewardTrainer`] for a vision-language thinking reward model trained on pointwise scores.
+
+    The changes with respect to `RewardTrainer` (written against TRL 1.16.0):
+    - the model is a [`Qwen2_5_VLForScalarReward`] (loaded from a path or passed in) and `processing_class` is the
+      full processor, so images reach the model and the saved checkpoint holds the processor;
+    - `_prepare_dataset` validates pointwise rows and drops rows longer than `max_length` (with a warning) instead of
+      tokenising chosen/rejected pairs; [`DataCollatorForThinkingReward`] renders the judge prompt in each batch;
+    - `compute_loss` regresses `sigmoid(logit)` to the score (`regression_loss`) and logs `mae`,
+      `pairwise_accuracy` (pairs from the same question and image, over the whole evaluation set at evaluation),
+      `mean_prediction` and `mean_target`.
+    Everything else (optimisation, PEFT, checkpointing, logging) is inherited.
+
+    Args:
+        model (`str` or [`Qwen2_5_VLForScalarReward`]):
+            A Qwen2.5-VL checkpoint path or Hub id (the head is added when missing), or a loaded model.
+        args ([`ThinkingRewardConfig`], *optional*, defaults to `None`):
+            Training configuration; `ThinkingRewardConfig("<model>-ThinkingReward")` when `None`.
+        train_dataset ([`~datasets.Dataset`] or [`~datasets.IterableDataset`]):
+            Rows with `question`, `response`, `score` and optionally `image`.
+        eval_dataset ([`~datasets.Dataset`], *optional*, defaults to `None`):
+            Same columns as `train_dataset`.
+        processing_class ([`~transformers.ProcessorMixin`], *optional*, defaults to `None`):
+            The processor; loaded with `AutoProcessor` from the model's path when `None`.
+        **kwargs:
+            Passed to [`~trl.RewardTrainer`] (`callbacks`, `optimizers`, `peft_config`, ...).
+    """
+
+    _tag_names = ["trl", "reward-trainer", "sophia-trl", "thinking-reward"]
+
+    def __init__(
+        self,
+        model: str | PreTrainedModel,
+        args: ThinkingRewardConfig | None = None,
+        train_dataset: Dataset | IterableDataset | None = None,
+        eval_dataset: Dataset | dict[str, Dataset] | None = None,
+        processing_class: ProcessorMixin | None = None,
+        **kwargs: Any,
+    ):
+        if args is None:
+            name = model if isinstance(model, str) else model.config._name_or_path
+            args = ThinkingRewardConfig(f"{str(name).rstrip('/').split('/')[-1]}-ThinkingReward")
+        elif not isinstance(args, ThinkingRewardConfig):
+            raise TypeError(f"args must be a ThinkingRewardConfig, got {type(args).__name__}.")
+        if isinstance(model, str):
+            if processing_class is None:
+                processing_class = AutoProcessor.from_pretrained(model)
+            model = load_scalar_reward_model(model, **(args.model_init_kwargs or {}))
+            args.model_init_kwargs = None  # used above; RewardTrainer would warn that they are ignored
+        if processing_class is None:
+            processing_class = AutoProcessor.from_pretrained(model.config._name_or_path)
+        tokenizer = getattr(processing_class, "tokenizer", None)
+        if tokenizer is None or getattr(processing_class, "image_processor", None) is None:
+            raise ValueError(
+                f"processing_class must be a vision-language processor with a tokenizer and an image processor, got "
+                f"{type(processing_class).__name__}. Load it with AutoProcessor (torchvision must be installed for "
+                "Qwen2.5-VL processors)."
+            )
+        peft_config = kwargs.get("peft_config")
+        if peft_config is not None and "score" not in (peft_config.modules_to_save or []):
+            # The head is new: with an adapter it must still be trained and saved in full.
+            peft_config.modules_to_save = [*(peft_config.modules_to_save or []), "score"]
+
+        self._processor = processing_class
+        # RewardTrainer reads the pad/eos tokens from a tokenizer; the processor itself is restored below.
+        super().__init__(
+            model=model,
+            args=args,
+            data_collator=kwargs.pop("data_collator", None) or DataCollatorForThinkingReward(processing_class),
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=tokenizer,
+            **kwargs,
+        )
+        # Saved with every checkpoint, so the output folder loads with AutoProcessor (image processor included).
+        self.processing_class = processing_class
+        self._eval_buffer: dict[str, list[torch.Tensor]] = defaultdict(list)
+
+    def _prepare_dataset(
+        self,
+        dataset: Dataset | IterableDataset,
+        processing_class: Any,
+        args: ThinkingRewardConfig,
+        dataset_name: str,
+    ) -> Dataset | IterableDataset:
+        columns = get_dataset_column_names(dataset)
+        missing = [c for c in REQUIRED_COLUMNS if c not in columns]
+        if missing:
+            raise ValueError(
+                f"The {dataset_name} dataset has no column(s) {missing}; the thinking reward model needs pointwise rows "
+                f"with {list(REQUIRED_COLUMNS)} and optionally 'image'. Got columns {columns}."
+            )
+        if not isinstance(dataset, Dataset):
+            return dataset  # streamed rows are checked as the collator sees them
+        for i, (question, response, score) in enumerate(
+            zip(dataset["question"], dataset["response"], dataset["score"])
+        ):
+            if not isinstance(question, str) or not isinstance(response, str):
+                raise ValueError(f"Row {i} of the {dataset_name} dataset: question and response must be strings.")
+            if score is None or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+                raise ValueError(
+                    f"Row {i} of the {dataset_name} dataset has score {score!r}; scores must be numbers in [0, 1]. "
+                    "Rescale the scores or drop the row."
+                )
+        if args.max_length is None:
+            return dataset
+
+        processor = self._processor
+
+        def num_tokens(example):
+            inputs = build_judge_inputs(
+                processor, [example["question"]], [example["response"]], [example.get("image")]
+            )
+            return {"_num_tokens": int(inputs["attention_mask"].sum())}
+
+        lengths = dataset.map(num_tokens, desc=f"Measuring {dataset_name} rows", num_proc=args.dataset_num_proc)
+        keep = [i for i, n in enumerate(lengths["_num_tokens"]) if n <= args.max_length]
+        if len(keep) < len(dataset):
+            logger.warning(
+                "Dropped %d of %d %s rows longer than max_length=%d tokens; raise max_length to keep them.",
+                len(dataset) - len(keep),
+                len(dataset),
+                dataset_name,
+                args.max_length,
+            )
+            if not keep:
+                raise ValueError(
+                    f"Every row of the {dataset_name} dataset is longer than max_length={args.max_length} tokens."
+                )
+            dataset = dataset.select(keep)
+        return dataset
+
+    def _set_signature_columns_if_needed(self):
+        if self._signature_columns is None:
+            self._signature_columns = ["question", "response", "score", "image"]
+
+    def compute_loss(self, model, inputs, return_outputs=False, num_items_in_batch=None):
+        mode = "train" if self.model.training else "eval"
+        targets = inputs.pop("target_scores")  # (B,)
+        group_ids = inputs.pop("group_ids")  # (B,)
+        outputs = model(**inputs)
+        logits = outputs.logits.squeeze(-1).float()  # (B,)
+        predictions = torch.sigmoid(logits)
+
+        if self.args.regression_loss == "bce":
+            loss = nn.functional.binary_cross_entropy_with_logits(logits, targets)
+        else:
+            loss = nn.functional.mse_loss(predictions, targets)
+
+        if mode == "train":
+            num_tokens = self.accelerator.gather_for_metrics(inputs["attention_mask"].sum()).sum().item()
+            self._total_train_tokens += num_tokens // self._tp_size
+        self._metrics[mode]["num_tokens"] = [self._total_train_tokens]
+
+        with torch.no_grad():
+            all_predictions = self.accelerator.gather_for_metrics(predictions.detach())
+            all_targets = self.accelerator.gather_for_metrics(targets)
+            all_groups = self.accelerator.gather_for_metrics(group_ids)
+            self._metrics[mode]["mae"].append((all_predictions - all_targets).abs().mean().item())
+            self._metrics[mode]["mean_prediction"].append(all_predictions.mean().item())
+            self._metrics[mode]["mean_target"].append(all_targets.mean().item())
+            if mode == "train":
+                accuracy, num_pairs = pairwise_accuracy(all_predictions, all_targets, all_groups)
+                if num_pairs:
+                    self._metrics[mode]["pairwise_accuracy"].append(accuracy)
+            else:
+                # Pairs from one question are rarely in the same eval batch: rank over the whole eval set in log().
+                for key, value in (("p", all_predictions), ("t", all_targets), ("g", all_groups)):
+                    self._eval_buffer[key].append(value.cpu())
+
+        return (loss, outputs) if return_outputs else loss
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        if not self.model.training and self._eval_buffer:
+            accuracy, num_pairs = pairwise_accuracy(*(torch.cat(self._eval_buffer[k]) for k in ("p", "t", "g")))
+            self._eval_buffer.clear()
+            if num_pairs:
+                self._metrics["eval"]["pairwise_accuracy"] = [accuracy]
+            self._metrics["eval"]["num_pairs"] = [num_pairs]
+        super().log(logs, start_time)
+
+
+def load_scalar_reward_model(model_name_or_path: str, **kwargs: Any) -> Qwen2_5_VLForScalarReward:
+    """
+    Loads a [`Qwen2_5_VLForScalarReward`] from a scalar-head checkpoint or, with a new head, from any Qwen2.5-VL one.
+
+    Args:
+        model_name_or_path (`str`):
+            Local folder or Hub id.
+        **kwargs:
+            Passed to `from_pretrained` (e.g. `dtype`, `attn_implementation`).
+
+    Returns:
+        [`Qwen2_5_VLForScalarReward`]: The model.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(model_name_or_path)
+    if not isinstance(config, Qwen2_5_VLConfig):
+        raise ValueError(
+            f"{model_name_or_path} is a {config.model_type!r} model; the scalar thinking reward model is built on "
+            "Qwen2.5-VL (model_type 'qwen2_5_vl'). Use the generative judge (--judge_type generative) for other "
+            "architectures."
+        )
+    return Qwen2_5_VLForScalarReward.from_pretrained(model_name_or_path, **kwargs)
