@@ -12,7 +12,8 @@ Output: `--output_dir OUT`, a `DatasetDict` with one `train` split written by `s
 
 - `prompt`: conversational, `[{"role": "system", ...}?, {"role": "user", "content": str}]`, the question, its options
   and the per-type R1 instruction (`sophia_trl.data.build_prompt`, the same prompt as the synthetic task);
-- `image`: the image (decoded when a row is read, converted to RGB), `None` for text-only rows;
+- `image`: the image (decoded when a row is read, converted to RGB), `None` for text-only rows; with
+  `--image_column images`, an `images` list column instead (`[]` for text-only rows);
 - `solution` (`"<answer>X</answer>"`), `problem_type`, `problem`, `options`, `data_source`, `problem_id`;
 
 and `OUT/conversion_report.json` (row counts per source and per type, and every skipped row with its reason).
@@ -152,6 +153,7 @@ def convert(
     max_rows_per_source: int | None = None,
     on_bad_row: str = "error",
     seed: int = 0,
+    image_column: str = "image",
 ) -> tuple[Dataset, list[BadRowError], dict[str, Any]]:
     """
     Read, select and convert the release rows.
@@ -159,6 +161,9 @@ def convert(
     Selection happens before checking, so unselected rows are never opened. With `max_rows_per_source`, each
     source's rows are visited in a seeded random order until that many good rows are kept (a skipped bad row is
     replaced by the next one); the kept rows stay in file order.
+
+    With `image_column="images"` the image goes into a list column instead (`[image]`, `[]` for a text-only row),
+    TRL's other image format.
 
     Returns:
         The converted `Dataset`, the errors of skipped rows, and summary counts.
@@ -198,10 +203,19 @@ def convert(
         kept += rows
         bad += source_bad
     rows = [row for _, row in sorted(kept, key=lambda pair: pair[0])]
-    dataset = Dataset.from_list(rows, features=FEATURES)
+    num_text_only = sum(row["image"] is None for row in rows)
+    features = FEATURES
+    if image_column == "images":
+        rows = [{**row, "image": [] if row["image"] is None else [row["image"]]} for row in rows]
+        features = Features({**FEATURES, "image": List(FEATURES["image"])})
+    elif image_column != "image":
+        raise ValueError(f"image_column must be 'image' or 'images', got {image_column!r}.")
+    dataset = Dataset.from_list(rows, features=features)
+    if image_column != "image":
+        dataset = dataset.rename_column("image", image_column)
     summary = {
         "num_rows": len(rows),
-        "num_text_only": sum(row["image"] is None for row in rows),
+        "num_text_only": num_text_only,
         "by_source": dict(Counter(row["data_source"] for row in rows)),
         "by_problem_type": dict(Counter(row["problem_type"] for row in rows)),
     }
@@ -221,6 +235,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--problem_types", nargs="+", default=None, help="Keep only these problem types.")
     parser.add_argument("--max_rows_per_source", type=int, default=None, help="Random cap of rows per data_source.")
     parser.add_argument("--seed", type=int, default=0, help="Seed of the per-source sampling.")
+    parser.add_argument(
+        "--image_column",
+        choices=["image", "images"],
+        default="image",
+        help="'image': one image or None per row; 'images': a list, [] for text-only rows.",
+    )
     add_conversion_arguments(parser)
     args = parser.parse_args(argv)
     if args.max_rows_per_source is not None and args.max_rows_per_source < 1:
@@ -240,6 +260,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
         max_rows_per_source=args.max_rows_per_source,
         on_bad_row=args.on_bad_row,
         seed=args.seed,
+        image_column=args.image_column,
     )
     if len(dataset) == 0:
         raise SystemExit(f"No rows left after selection in {args.input_dir}: check the selection options.")

@@ -212,3 +212,14 @@ def test_push_to_hub_is_called_with_the_repo(release, tmp_path, script, monkeypa
     )
     script.main(["--input_dir", str(release), "--output_dir", str(tmp_path / "out"), "--push_to_hub", "me/sophia"])
     assert calls == [("me/sophia", {"private": False}, 6)]
+
+
+def test_images_list_column(release, tmp_path, script):
+    out = tmp_path / "out"
+    script.main(["--input_dir", str(release), "--output_dir", str(out), "--image_column", "images"])
+    shutil.rmtree(release)  # the image bytes are in the output
+    train = load_from_disk(str(out))["train"]
+    assert "image" not in train.column_names and "images" in train.column_names
+    by_id = {row["problem_id"]: row["images"] for row in train}
+    assert by_id["m3"] == []  # text-only
+    assert len(by_id["m1"]) == 1 and (np.asarray(by_id["m1"][0]) == IMAGE_COLORS["a"]).all()
