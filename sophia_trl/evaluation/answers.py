@@ -19,6 +19,8 @@ import math
 import re
 from dataclasses import dataclass
 
+from sophia_trl.rewards.outcome import parse_choices
+
 ANSWER_SOURCES = ("answer_tag", "after_think", "full_response", "empty")
 
 _ANSWER_TAG = re.compile(r"<answer>(.*?)</answer>", re.DOTALL | re.IGNORECASE)
@@ -87,16 +89,13 @@ def option_letters(num_options: int) -> list[str]:
     return [chr(ord("A") + i) for i in range(num_options)]
 
 
-def _normalize_option_text(text: str) -> str:
-    return re.sub(r"\s+", " ", str(text)).strip().strip(".").strip().lower()
-
-
 def parse_choice(text: str, num_options: int, options: list[str] | None = None) -> str | None:
     """Reads a single option letter from an answer, tolerant of the ways models write a choice.
 
-    Tried in order: the answer is a letter (`"B"`, `"(B)"`, `"B."`); the answer is an option's text; the answer starts
-    with a letter followed by a separator (`"B. 40"`, `"B) 40"`, `"B: 40"`); the last bracketed letter (`"(B)"`);
-    the last standalone capital letter in range (`"the answer is B"`).
+    The answer is first read as the training reward reads it (`sophia_trl.rewards.outcome.parse_choices`: `"B"`,
+    `"(b)"`, `"B."`, `"B. 40"`, `"B) 40"`, `"\\boxed{B}"`, `"The answer is (B)"`, or exactly one option's text). When
+    that finds nothing, the fallback for free text is the last bracketed letter (`"... so (B) it is"`), then the last
+    standalone capital letter in range (`"so the answer is B"`).
 
     Args:
         text (`str`):
@@ -104,26 +103,18 @@ def parse_choice(text: str, num_options: int, options: list[str] | None = None) 
         num_options (`int`):
             Number of options; letters beyond it are ignored.
         options (`list[str]`, *optional*):
-            Option texts, to map an answer written as the option's text to its letter.
+            Option texts in letter order, to map an answer written as an option's text to its letter.
 
     Returns:
-        `str` or `None`: the letter, or `None` when no letter in range could be read.
+        `str` or `None`: the letter, or `None` when no single letter in range can be read (an answer naming several
+        options of a single-answer question is `None` too).
     """
     letters = option_letters(num_options)
-    stripped = text.strip()
-    exact = re.fullmatch(r"\(?\s*([A-Za-z])\s*\)?[.:]?", stripped)
-    if exact and exact.group(1).upper() in letters:
-        return exact.group(1).upper()
-    if options:
-        normalized = _normalize_option_text(stripped)
-        for letter, option in zip(letters, options):
-            if normalized and normalized == _normalize_option_text(option):
-                return letter
-    leading = re.match(r"\(?([A-Z])(?:\)|\.|:|\s)", stripped)
-    if leading and leading.group(1) in letters:
-        return leading.group(1)
+    chosen = parse_choices(text, options)
+    if chosen is not None:
+        return next(iter(chosen)) if len(chosen) == 1 and set(chosen) <= set(letters) else None
     for pattern in (r"\(([A-Z])\)", r"(?<![A-Za-z])([A-Z])(?![A-Za-z])"):
-        found = [letter for letter in re.findall(pattern, stripped) if letter in letters]
+        found = [letter for letter in re.findall(pattern, text) if letter in letters]
         if found:
             return found[-1]
     return None

@@ -10,7 +10,7 @@ Metrics: accuracy per version, their mean (`average`, the "All" number MathVerse
 sizes it equals the accuracy over all items, also given as `overall`).
 
 Rule-based scoring: multiple choice compares option letters; free-form compares with `math-verify` (0.5 = 1/2,
-60 = 60°, equations up to rearrangement) after an exact-match check. The official pipeline uses GPT-4 twice, to
+60 = 60°) through the training reward's time-bounded `numerical_reward`, after an exact-match check. The official pipeline uses GPT-4 twice, to
 extract the answer and to judge it against the reference; with a judge (`--judge_base_url`) the same two steps are
 taken for items the rules do not settle (extraction when the answer tag does not hold a clean answer, the equivalence
 check when the rule comparison says "wrong"). Each record says which mode decided it.
@@ -23,13 +23,12 @@ import re
 from pathlib import Path
 from typing import Any
 
-from math_verify import parse, verify
-
 from sophia_trl.evaluation.answers import extract_answer, free_text_answer, parse_choice
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge, JudgedItems
 from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
+from sophia_trl.rewards.outcome import numerical_reward
 
 logger = logging.getLogger(__name__)
 
@@ -79,8 +78,9 @@ def _math_equal(prediction: str, reference: str) -> bool:
     if _normalize(prediction) == _normalize(reference):
         return True
     try:
-        return bool(verify(parse(f"${reference}$"), parse(f"${prediction}$")))
-    except Exception:  # math-verify raises on some inputs it cannot parse; that is a mismatch, not a crash
+        # the training reward's check: math-verify, time-bounded in any thread
+        return numerical_reward(prediction, reference) == 1.0
+    except ValueError:  # a reference math-verify cannot read (text, intervals): only the exact match above counts
         return False
 
 

@@ -65,6 +65,8 @@ OPTIONS = ["30", "40", "50", "60"]
         ("40.", "B"),
         ("The answer is (C).", "C"),
         ("So the answer is D", "D"),
+        ("\\boxed{B}", "B"),
+        ("A, C", None),  # two options for a single-answer question
         ("E", None),  # out of range for four options
         ("forty", None),
         ("", None),

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from evaluation_helpers import load_cli
 
-from sophia_trl.evaluation import evaluate
+from sophia_trl.evaluation import evaluate, mathverse
 
 PREDICTIONS = Path(__file__).parent / "fixtures" / "predictions"
 evaluate_cli = load_cli()
@@ -58,6 +58,14 @@ def test_mathverse_versions_and_average(tmp_path):
     assert metrics["overall"] == pytest.approx(100 * 6 / 11)
     assert result["answers"]["unparsable"] == 1
     assert result["answers"]["fallback"] == 1
+
+
+def test_mathverse_text_reference_needs_exact_match():
+    row = {"sample_index": "1", "problem_version": "Text Lite", "question": "Which triangle?", "answer": "Isosceles",
+           "question_type": "free-form"}  # fmt: skip
+    rows = [{**row, "response": "<answer>isosceles</answer>"}, {**row, "response": "<answer>right</answer>"}]
+    # math-verify cannot read the reference: case-insensitive exact match decides, without an error
+    assert correct_flags(mathverse.score(rows)) == [True, False]
 
 
 def test_mmmu_unparsable_answer_is_wrong_not_random(tmp_path):
