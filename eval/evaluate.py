@@ -70,6 +70,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if (args.judge_base_url is None) != (args.judge_model is None):
         parser.error("--judge_base_url and --judge_model go together.")
+    if args.predictions is not None and (args.limit is not None or args.data):
+        parser.error("--limit and --data choose what to generate for; they do not apply to --predictions.")
     return args
 
 

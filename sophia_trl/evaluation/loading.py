@@ -14,18 +14,12 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from sophia_trl.data import iter_rows
+from sophia_trl.data import DATA_FILE_FORMATS, iter_rows
 
 logger = logging.getLogger(__name__)
 
-_DATA_FILE_BUILDERS = {
-    ".json": "json",
-    ".jsonl": "json",
-    ".parquet": "parquet",
-    ".csv": "csv",
-    ".tsv": "csv",
-    ".arrow": "arrow",
-}
+# VLMEvalKit ships MMBench as TSV with base64 images, hence TSV besides the project's data formats.
+_DATA_FILE_BUILDERS = {**DATA_FILE_FORMATS, ".tsv": "csv"}
 
 
 def load_benchmark(
