@@ -96,7 +96,7 @@ def expected_advantages(texts, step, T, preset, trust, annealing, judged=True):
 
 
 def make_trainer(tiny_vlm_dir, tmp_path, judge, **config):
-    args = TrustGRPOConfig(
+    defaults = dict(
         output_dir=str(tmp_path),
         per_device_train_batch_size=2 * G,
         num_generations=G,
@@ -110,8 +110,8 @@ def make_trainer(tiny_vlm_dir, tmp_path, judge, **config):
         logging_steps=1,
         save_strategy="no",
         seed=0,
-        **config,
     )
+    args = TrustGRPOConfig(**{**defaults, **config})
     return RecordingTrainer(
         model=str(tiny_vlm_dir),
         reward_funcs=[outcome_reward],
@@ -193,3 +193,25 @@ def test_config_rejects_bad_values(tmp_path):
         TrustGRPOConfig(
             output_dir=str(tmp_path), multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False
         )
+
+
+def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
+    from transformers import TrainerCallback
+
+    class StopAt(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            if state.global_step == 2:
+                control.should_training_stop = True
+
+    config = dict(max_steps=4, save_strategy="steps", save_steps=2)
+    first = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), **config)
+    first.add_callback(StopAt())
+    first.train()
+    assert (tmp_path / "checkpoint-2").is_dir()
+
+    resumed = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), **config)
+    resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
+    assert [step for step, _, _ in resumed.records] == [2, 3]
+    alphas = [e["trust/alpha"] for e in resumed.state.log_history if "trust/alpha" in e]
+    # Steps 2 and 3 of a 4-step run: alpha * exp(-2/4), alpha * exp(-3/4), not a restart at exp(0).
+    assert alphas[-2:] == pytest.approx([0.3 * math.exp(-0.5), 0.3 * math.exp(-0.75)])

@@ -1,0 +1,214 @@
+# Copyright 2026 The sophia-trl Authors. Licensed under the Apache License, Version 2.0.
+"""Trust-GRPO training of a vision-language model with a thinking reward (SophiaVL-R1, stage 2).
+
+Usage:
+
+```bash
+# Tiny CPU run (the models and data come from `make demo`'s first steps)
+python recipes/grpo.py --config recipes/tiny/trust_grpo.yaml
+
+# Qwen2.5-VL-7B on 8 GPUs with DeepSpeed ZeRO-3
+accelerate launch --config_file accelerate_configs/zero3.yaml recipes/grpo.py \
+    --config recipes/Qwen2.5-VL-7B-Instruct/grpo/config_trust_grpo.yaml
+```
+
+Any key of the YAML can be overridden on the command line, e.g. `--thinking_reward_preset official --use_peft`.
+"""
+
+import logging
+import os
+import sys
+
+import datasets
+import torch
+import transformers
+from accelerate import PartialState
+from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+
+from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
+from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.rewards import format_reward, outcome_reward
+
+logger = logging.getLogger(__name__)
+
+# Reward functions by the names used in `reward_funcs`; the first one listed is the outcome reward.
+REWARD_FUNCS = {"outcome": outcome_reward, "format": format_reward}
+
+
+def get_reward_funcs(script_args: TrustGRPOScriptArguments) -> list:
+    unknown = [name for name in script_args.reward_funcs if name not in REWARD_FUNCS]
+    if unknown:
+        raise ValueError(f"Unknown reward function(s) {unknown} in reward_funcs; choose from {list(REWARD_FUNCS)}.")
+    if script_args.reward_funcs[0] != "outcome":
+        logger.warning("reward_funcs[0]=%r is used as the outcome reward.", script_args.reward_funcs[0])
+    return [REWARD_FUNCS[name] for name in script_args.reward_funcs]
+
+
+def get_thinking_judge(script_args: TrustGRPOScriptArguments):
+    """The thinking judge named by `judge_backend` (backends import their heavy dependencies lazily)."""
+    from sophia_trl.rewards import thinking
+
+    backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
+    if backend == "none":
+        return None
+    if backend == "transformers":
+        return thinking.TransformersJudge(
+            name, batch_size=script_args.judge_batch_size, max_new_tokens=script_args.judge_max_new_tokens
+        )
+    if backend == "scalar":
+        return thinking.ScalarJudge(name, batch_size=script_args.judge_batch_size)
+    if backend == "openai":
+        judge = thinking.OpenAIJudge(
+            script_args.judge_base_url,
+            name,
+            timeout=script_args.judge_timeout,
+            max_retries=script_args.judge_max_retries,
+            max_concurrency=script_args.judge_max_concurrency,
+            max_new_tokens=script_args.judge_max_new_tokens,
+        )
+        return judge
+    return thinking.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens)
+
+
+def get_processor(model_args: ModelConfig, script_args: TrustGRPOScriptArguments):
+    """The model's processor; fails if it has no image processor (a VLM must not silently train as text-only)."""
+    pixel_bounds = {k: v for k in ("min_pixels", "max_pixels") if (v := getattr(script_args, k)) is not None}
+    processor = AutoProcessor.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, padding_side="left", **pixel_bounds
+    )
+    if getattr(processor, "image_processor", None) is None:
+        raise RuntimeError(
+            f"AutoProcessor.from_pretrained({model_args.model_name_or_path!r}) returned {type(processor).__name__} "
+            "without an image processor, so images would be dropped. Qwen2-VL/Qwen2.5-VL processors need torchvision "
+            "installed at the version matching torch (see requirements.txt)."
+        )
+    return processor
+
+
+def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    quantization_config = get_quantization_config(model_args)
+    device_map = None
+    if quantization_config is not None and torch.cuda.is_available():
+        device_map = {"": PartialState().local_process_index}
+    return AutoModelForImageTextToText.from_pretrained(
+        model_args.model_name_or_path,
+        revision=model_args.model_revision,
+        dtype=dtype,
+        attn_implementation=model_args.attn_implementation,
+        quantization_config=quantization_config,
+        device_map=device_map,
+    )
+
+
+def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, model_args: ModelConfig) -> None:
+    ################
+    # Seed and logging
+    ################
+    set_seed(training_args.seed)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    # This recipe's and sophia_trl's own messages (settings, judge warnings) show on the main process by default.
+    for lib_logger in (logger, logging.getLogger("sophia_trl")):
+        lib_logger.setLevel(logging.INFO if training_args.should_log else log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info("Model parameters %s", model_args)
+    logger.info("Script parameters %s", script_args)
+    logger.info(
+        "Trust-GRPO: alpha=%s annealing=%s T=%s preset=%s trust=%s",
+        training_args.thinking_reward_alpha,
+        training_args.thinking_reward_annealing,
+        training_args.thinking_reward_T or "total steps",
+        training_args.thinking_reward_preset,
+        training_args.trust_weighting,
+    )
+
+    ################
+    # Checkpoint
+    ################
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+
+    ################
+    # Data
+    ################
+    dataset = load_dataset_from_name_or_path(script_args.dataset_name, script_args.dataset_config)
+    if isinstance(dataset, datasets.Dataset):
+        dataset = datasets.DatasetDict({script_args.dataset_train_split: dataset})
+    if script_args.dataset_train_split not in dataset:
+        raise ValueError(
+            f"Split {script_args.dataset_train_split!r} not in {script_args.dataset_name} (splits: {list(dataset)}); "
+            "set dataset_train_split."
+        )
+    train_dataset = dataset[script_args.dataset_train_split]
+    eval_dataset = None
+    if training_args.eval_strategy != "no":
+        eval_dataset = dataset[script_args.dataset_test_split]
+
+    ################
+    # Processor and model
+    ################
+    processor = get_processor(model_args, script_args)
+    model = get_model(model_args, training_args)
+
+    ################
+    # Rewards and thinking judge
+    ################
+    reward_funcs = get_reward_funcs(script_args)
+    thinking_judge = get_thinking_judge(script_args)
+
+    ################
+    # Trainer
+    ################
+    trainer = TrustGRPOTrainer(
+        model=model,
+        reward_funcs=reward_funcs,
+        thinking_judge=thinking_judge,
+        args=training_args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset,
+        processing_class=processor,
+        peft_config=get_peft_config(model_args),
+    )
+
+    ################
+    # Training
+    ################
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    metrics["train_samples"] = len(train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    ################
+    # Save and push
+    ################
+    trainer.save_model(training_args.output_dir)
+    logger.info("Model saved to %s", training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sophia-trl", "trust-grpo"])
+        # Restore the KV cache for fast inference after training with gradient checkpointing.
+        trainer.model.config.use_cache = True
+        trainer.model.config.save_pretrained(training_args.output_dir)
+    if training_args.push_to_hub:
+        logger.info("Pushing to the Hub...")
+        trainer.push_to_hub(dataset_name=script_args.dataset_name, tags=["sophia-trl", "trust-grpo"])
+
+
+if __name__ == "__main__":
+    parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    main(script_args, training_args, model_args)
