@@ -71,12 +71,15 @@ class TrustGRPOTrainer(GRPOTrainer):
     format or length reward) add with their `reward_weights` as in GRPO; the thinking column has weight 1. GRPO's
     group normalisation of the summed reward then gives the advantages.
 
+    Datasets may mix image and text-only rows (`image` None, or an empty `images` list).
+
     A failed judge call gives a NaN thinking reward: it is left out of gamma's means and adds nothing to the reward.
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
     every process computes the same weights even when a prompt's group is split across processes.
 
     Written against TRL 1.16.0's `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`,
-    which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs).
+    which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs), and `_generate(prompts)`,
+    whose 7th output is the per-row image lists.
 
     Args:
         model, reward_funcs, args, **kwargs:
@@ -113,6 +116,14 @@ class TrustGRPOTrainer(GRPOTrainer):
                     )
                 args.reward_weights = [*args.reward_weights, 1.0]
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+
+    def _generate(self, prompts: list):
+        # TRL 1.16 marks the text-only rows of a mixed batch with `None` images, which the processor call in
+        # `_generate_and_score_completions` rejects; an empty image list per row keeps mixed batches working.
+        output = list(super()._generate(prompts))  # images are the 7th element
+        if output[6] is not None:
+            output[6] = [row if row else [] for row in output[6]]
+        return tuple(output)
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)

@@ -215,3 +215,26 @@ def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
     alphas = [e["trust/alpha"] for e in resumed.state.log_history if "trust/alpha" in e]
     # Steps 2 and 3 of a 4-step run: alpha * exp(-2/4), alpha * exp(-3/4), not a restart at exp(0).
     assert alphas[-2:] == pytest.approx([0.3 * math.exp(-0.5), 0.3 * math.exp(-0.75)])
+
+
+@pytest.mark.parametrize("column", ["image", "images"])
+def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column):
+    red = Image.new("RGB", (56, 56), "red")
+    empty = None if column == "image" else []
+    images = [red if column == "image" else [red], empty] * 2
+    dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"q{i}"}] for i in range(4)], column: images})
+
+    class ImageCheckingJudge:
+        seen = []
+
+        def score(self, questions, responses, images=None):
+            self.seen += [(q, im is not None) for q, im in zip(questions, images)]
+            return [0.5] * len(questions)
+
+    judge = ImageCheckingJudge()
+    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge, per_device_train_batch_size=8)
+    trainer.train_dataset = dataset
+    trainer.train()
+    assert len(trainer.records) == 2
+    # Rows 0 and 2 have an image, rows 1 and 3 are text-only; the judge sees exactly that.
+    assert {q: has for q, has in judge.seen} == {"q0": True, "q1": False, "q2": True, "q3": False}
