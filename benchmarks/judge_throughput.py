@@ -78,6 +78,8 @@ class LoopbackJudgeServer:
             Seconds a `[[hang]]` request takes.
         model (`str`, *optional*, defaults to `"judge"`):
             The model name the server reports.
+        list_models (`bool`, *optional*, defaults to `True`):
+            Whether `GET /v1/models` works; `False` answers HTTP 500 there, as some servers do.
 
     Attributes:
         url (`str`): The OpenAI API root, `http://127.0.0.1:<port>/v1`.
@@ -87,8 +89,11 @@ class LoopbackJudgeServer:
         authorizations (`set[str]`): The `Authorization` headers received.
     """
 
-    def __init__(self, service_time: float = 0.0, hang_time: float = 30.0, model: str = "judge"):
+    def __init__(
+        self, service_time: float = 0.0, hang_time: float = 30.0, model: str = "judge", list_models: bool = True
+    ):
         self.service_time = service_time
+        self.list_models = list_models
         self.hang_time = hang_time
         self.model = model
         self.requests: Counter[str] = Counter()
@@ -182,7 +187,9 @@ class LoopbackJudgeServer:
                     pass  # the client gave up (timeout) before the reply
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models"):
+                if self.path.rstrip("/").endswith("/models") and not server.list_models:
+                    self._send(500, b'{"error": {"message": "cannot list models"}}')
+                elif self.path.rstrip("/").endswith("/models"):
                     data = {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "test"}]}
                     self._send(200, json.dumps(data).encode())
                 else:

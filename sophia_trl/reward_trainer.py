@@ -15,9 +15,7 @@ The trained model is what [`~sophia_trl.rewards.thinking.ScalarJudge`] loads.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-import math
 from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import Any
@@ -36,7 +34,7 @@ from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
 from trl import RewardConfig, RewardTrainer
 from trl.data_utils import get_dataset_column_names
 
-from .rewards.thinking import build_judge_inputs, image_hash
+from .rewards.thinking import build_judge_inputs, pairwise_accuracy, question_group_id
 
 logger = logging.getLogger(__name__)
 
@@ -141,10 +139,17 @@ register_checkpoint_conversion_mapping(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-def question_group_id(question: str, image: Any) -> int:
-    """A 63-bit id shared by rows with the same question text and the same image (pairwise accuracy groups)."""
-    key = f"{question}\x00{image_hash(image)}".encode()
-    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+def check_judge_row(question: Any, response: Any, score: Any, where: str = "A row") -> None:
+    """Raises a `ValueError` naming the row when it is not a (str, str, score in [0, 1]) judge-data row."""
+    if not isinstance(question, str) or not isinstance(response, str):
+        raise ValueError(
+            f"{where}: question and response must be strings, got {type(question).__name__} and "
+            f"{type(response).__name__}."
+        )
+    if isinstance(score, bool) or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
+        raise ValueError(
+            f"{where} has score {score!r}; scores must be numbers in [0, 1]. Rescale the scores or drop the row."
+        )
 
 
 @dataclass
@@ -164,6 +169,8 @@ class DataCollatorForThinkingReward:
     processor: Any
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
+        for example in examples:  # streamed datasets reach the trainer unchecked
+            check_judge_row(example["question"], example["response"], example["score"])
         images = [example.get("image") for example in examples]
         batch = build_judge_inputs(
             self.processor, [ex["question"] for ex in examples], [ex["response"] for ex in examples], images
@@ -176,31 +183,57 @@ class DataCollatorForThinkingReward:
         return batch
 
 
-def pairwise_accuracy(predictions: torch.Tensor, targets: torch.Tensor, group_ids: torch.Tensor) -> tuple[float, int]:
+def drop_long_rows(
+    dataset: Dataset,
+    processor: Any,
+    max_length: int,
+    dataset_name: str = "train",
+    extra_tokens: int = 0,
+    num_proc: int | None = None,
+) -> Dataset:
     """
-    Fraction of pairs from the same group with different targets that the predictions order the same way (a tie in
-    the predictions counts as wrong).
+    Drops judge-data rows whose rendered judge prompt (image tokens included) plus `extra_tokens` exceeds
+    `max_length`, with a warning that says how many; truncating instead would cut the response or the image tokens.
 
     Args:
-        predictions (`torch.Tensor` of shape `(N,)`):
-            Predicted scores.
-        targets (`torch.Tensor` of shape `(N,)`):
-            Target scores.
-        group_ids (`torch.Tensor` of shape `(N,)`):
-            Group of each row; only pairs within a group count.
+        dataset ([`~datasets.Dataset`]):
+            Rows with `question`, `response` and optionally `image`.
+        processor ([`~transformers.ProcessorMixin`]):
+            The judge's processor.
+        max_length (`int`):
+            Token budget of a row.
+        dataset_name (`str`, *optional*, defaults to `"train"`):
+            Name used in the messages.
+        extra_tokens (`int`, *optional*, defaults to `0`):
+            Tokens added after the prompt (e.g. the generative judge's `<answer>x</answer>` target).
+        num_proc (`int` or `None`, *optional*, defaults to `None`):
+            Processes for `Dataset.map`.
 
     Returns:
-        `tuple[float, int]`: The accuracy (NaN when there is no such pair) and the number of pairs.
+        [`~datasets.Dataset`]: The rows that fit.
     """
-    same_group = group_ids[:, None] == group_ids[None, :]  # (N, N)
-    target_diff = targets[:, None] - targets[None, :]
-    pred_diff = predictions[:, None] - predictions[None, :]
-    # Each unordered pair once: the ordered pair with the larger target first.
-    pairs = same_group & (target_diff > 0)
-    num_pairs = int(pairs.sum())
-    if num_pairs == 0:
-        return math.nan, 0
-    return float((pred_diff[pairs] > 0).float().mean()), num_pairs
+
+    def num_tokens(example):
+        inputs = build_judge_inputs(processor, [example["question"]], [example["response"]], [example.get("image")])
+        return {"_num_tokens": int(inputs["attention_mask"].sum()) + extra_tokens}
+
+    lengths = dataset.map(num_tokens, desc=f"Measuring {dataset_name} rows", num_proc=num_proc)["_num_tokens"]
+    keep = [i for i, n in enumerate(lengths) if n <= max_length]
+    if len(keep) == len(dataset):
+        return dataset
+    if not keep:
+        raise ValueError(
+            f"Every row of the {dataset_name} dataset is longer than max_length={max_length} tokens (the shortest has "
+            f"{min(lengths)}); raise max_length."
+        )
+    logger.warning(
+        "Dropped %d of %d %s rows longer than max_length=%d tokens; raise max_length to keep them.",
+        len(dataset) - len(keep),
+        len(dataset),
+        dataset_name,
+        max_length,
+    )
+    return dataset.select(keep)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -343,44 +376,12 @@ class ThinkingRewardTrainer(RewardTrainer):
                 f"with {list(REQUIRED_COLUMNS)} and optionally 'image'. Got columns {columns}."
             )
         if not isinstance(dataset, Dataset):
-            return dataset  # streamed rows are checked as the collator sees them
-        for i, (question, response, score) in enumerate(
-            zip(dataset["question"], dataset["response"], dataset["score"])
-        ):
-            if not isinstance(question, str) or not isinstance(response, str):
-                raise ValueError(f"Row {i} of the {dataset_name} dataset: question and response must be strings.")
-            if score is None or not isinstance(score, (int, float)) or not 0.0 <= score <= 1.0:
-                raise ValueError(
-                    f"Row {i} of the {dataset_name} dataset has score {score!r}; scores must be numbers in [0, 1]. "
-                    "Rescale the scores or drop the row."
-                )
+            return dataset  # streamed rows are checked by the collator
+        for i, row in enumerate(zip(dataset["question"], dataset["response"], dataset["score"])):
+            check_judge_row(*row, where=f"Row {i} of the {dataset_name} dataset")
         if args.max_length is None:
             return dataset
-
-        processor = self._processor
-
-        def num_tokens(example):
-            inputs = build_judge_inputs(
-                processor, [example["question"]], [example["response"]], [example.get("image")]
-            )
-            return {"_num_tokens": int(inputs["attention_mask"].sum())}
-
-        lengths = dataset.map(num_tokens, desc=f"Measuring {dataset_name} rows", num_proc=args.dataset_num_proc)
-        keep = [i for i, n in enumerate(lengths["_num_tokens"]) if n <= args.max_length]
-        if len(keep) < len(dataset):
-            logger.warning(
-                "Dropped %d of %d %s rows longer than max_length=%d tokens; raise max_length to keep them.",
-                len(dataset) - len(keep),
-                len(dataset),
-                dataset_name,
-                args.max_length,
-            )
-            if not keep:
-                raise ValueError(
-                    f"Every row of the {dataset_name} dataset is longer than max_length={args.max_length} tokens."
-                )
-            dataset = dataset.select(keep)
-        return dataset
+        return drop_long_rows(dataset, self._processor, args.max_length, dataset_name, num_proc=args.dataset_num_proc)
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:

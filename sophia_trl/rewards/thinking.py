@@ -27,6 +27,7 @@ import re
 import threading
 import weakref
 from collections import OrderedDict
+from collections.abc import Iterator
 from typing import Any
 
 import torch
@@ -176,6 +177,101 @@ def _length_sorted_batches(questions: list[str], responses: list[str], batch_siz
     """Row indices in batches of similar text length, so less compute goes to padding."""
     order = sorted(range(len(questions)), key=lambda i: len(questions[i]) + len(responses[i]))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def format_judge_sft_example(example: dict[str, Any]) -> dict[str, Any]:
+    """Turns a judge-data row into a prompt-completion row for TRL's `SFTTrainer` (the generative judge's training).
+
+    The prompt is [`build_judge_messages`] with plain-string contents (TRL inserts the image block before the user
+    text, which renders exactly as the judge prompt at scoring time); the completion is the score in the judge's
+    answer format ([`format_score`]), so with `completion_only_loss` the model learns to write `<answer>x</answer>`.
+
+    Args:
+        example (`dict`):
+            A row with `question` (str), `response` (str), `score` (float in [0, 1]) and optionally `image`.
+
+    Returns:
+        `dict`: `prompt` (system + user turns), `completion` (one assistant turn) and `images` (`[image]` or `[]`).
+    """
+    messages = build_judge_messages(example["question"], example["response"])
+    image = example.get("image")
+    return {
+        "prompt": [{"role": m["role"], "content": m["content"][0]["text"]} for m in messages],
+        "completion": [{"role": "assistant", "content": format_score(example["score"])}],
+        "images": [image] if image is not None else [],
+    }
+
+
+def question_group_id(question: str, image: Image.Image | None) -> int:
+    """A 63-bit id shared by rows with the same question text and the same image (pairwise accuracy groups)."""
+    key = f"{question}\x00{image_hash(image)}".encode()
+    return int.from_bytes(hashlib.blake2b(key, digest_size=8).digest(), "big") >> 1
+
+
+def pairwise_accuracy(predictions: torch.Tensor, targets: torch.Tensor, group_ids: torch.Tensor) -> tuple[float, int]:
+    """
+    Fraction of pairs from the same group with different targets that the predictions order the same way (a tie in
+    the predictions counts as wrong).
+
+    Args:
+        predictions (`torch.Tensor` of shape `(N,)`):
+            Predicted scores.
+        targets (`torch.Tensor` of shape `(N,)`):
+            Target scores.
+        group_ids (`torch.Tensor` of shape `(N,)`):
+            Group of each row; only pairs within a group count.
+
+    Returns:
+        `tuple[float, int]`: The accuracy (NaN when there is no such pair) and the number of pairs.
+    """
+    same_group = group_ids[:, None] == group_ids[None, :]  # (N, N)
+    target_diff = targets[:, None] - targets[None, :]
+    pred_diff = predictions[:, None] - predictions[None, :]
+    # Each unordered pair once: the ordered pair with the larger target first.
+    pairs = same_group & (target_diff > 0)
+    num_pairs = int(pairs.sum())
+    if num_pairs == 0:
+        return math.nan, 0
+    return float((pred_diff[pairs] > 0).float().mean()), num_pairs
+
+
+def evaluate_judge(judge: ThinkingJudge, dataset: Any, batch_size: int = 64) -> dict[str, float]:
+    """Scores labelled judge data with a judge and compares with the labels.
+
+    Args:
+        judge ([`ThinkingJudge`]):
+            Any backend.
+        dataset ([`~datasets.Dataset`] or `list[dict]`):
+            Rows with `question`, `response`, `score` and optionally `image`.
+        batch_size (`int`, *optional*, defaults to `64`):
+            Rows per `judge.score` call.
+
+    Returns:
+        `dict[str, float]`: `mae` (mean absolute error over the rows the judge scored), `failed_fraction` (rows it
+        gave no score for; they are not counted as 0 in `mae`), `pairwise_accuracy` and `num_pairs` (pairs of rows with
+        the same question and image and different labels, ordered like the labels), `mean_score`, `num_rows`.
+    """
+    predictions, targets, groups = [], [], []
+    num_rows = len(dataset)
+    for start in range(0, num_rows, batch_size):
+        rows = [dataset[i] for i in range(start, min(start + batch_size, num_rows))]
+        images = [row.get("image") for row in rows]
+        scores = judge.score([r["question"] for r in rows], [r["response"] for r in rows], images)
+        for row, image, score in zip(rows, images, scores):
+            predictions.append(math.nan if score is None else score)
+            targets.append(float(row["score"]))
+            groups.append(question_group_id(row["question"], image))
+    pred, target = torch.tensor(predictions, dtype=torch.float64), torch.tensor(targets, dtype=torch.float64)
+    scored = ~torch.isnan(pred)
+    accuracy, num_pairs = pairwise_accuracy(pred[scored], target[scored], torch.tensor(groups)[scored])
+    return {
+        "mae": float((pred[scored] - target[scored]).abs().mean()) if scored.any() else math.nan,
+        "failed_fraction": float((~scored).double().mean()) if num_rows else math.nan,
+        "pairwise_accuracy": accuracy,
+        "num_pairs": num_pairs,
+        "mean_score": float(pred[scored].mean()) if scored.any() else math.nan,
+        "num_rows": num_rows,
+    }
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -333,7 +429,30 @@ def _load_vlm_processor(model_name_or_path: str) -> Any:
     return processor
 
 
-class TransformersJudge(ThinkingJudge):
+class _LocalJudge(ThinkingJudge):
+    """What the in-process judges share: the processor, the device and length-sorted batches of model inputs."""
+
+    def __init__(self, model_name_or_path: str, batch_size: int, device: str | None, cache_size: int):
+        super().__init__(cache_size=cache_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.batch_size = batch_size
+        self.device = device or _default_device()
+        self.processor = _load_vlm_processor(model_name_or_path)
+        self.tokenizer = self.processor.tokenizer
+
+    def _batches(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> Iterator[tuple[list[int], Any]]:
+        """(row indices, model inputs on the device) per batch."""
+        for idx in _length_sorted_batches(questions, responses, self.batch_size):
+            inputs = build_judge_inputs(
+                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
+            )
+            yield idx, inputs.to(self.device)
+
+
+class TransformersJudge(_LocalJudge):
     """A generative judge run in-process with `transformers`: renders the judge prompt, generates greedily, parses.
 
     Rows are sorted by prompt length and scored in batches of `batch_size` with left padding; rows with and without
@@ -369,16 +488,10 @@ class TransformersJudge(ThinkingJudge):
     ):
         from transformers import AutoModelForImageTextToText
 
-        super().__init__(cache_size=cache_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        super().__init__(model_name_or_path, batch_size, device, cache_size)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
-        self.batch_size = batch_size
         self.max_new_tokens = max_new_tokens
-        self.device = device or _default_device()
-        self.processor = _load_vlm_processor(model_name_or_path)
-        self.tokenizer = self.processor.tokenizer
         # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
         self.tokenizer.padding_side = "left"
         kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
@@ -391,10 +504,7 @@ class TransformersJudge(ThinkingJudge):
     ) -> list[str]:
         """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
         outputs: list[str] = [""] * len(questions)
-        for idx in _length_sorted_batches(questions, responses, self.batch_size):
-            inputs = build_judge_inputs(
-                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
-            ).to(self.device)
+        for idx, inputs in self._batches(questions, responses, images):
             generated = self.model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -417,7 +527,7 @@ class TransformersJudge(ThinkingJudge):
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class ScalarJudge(ThinkingJudge):
+class ScalarJudge(_LocalJudge):
     """A judge with a scalar head: one forward pass per batch, `sigmoid(logit)` is the score.
 
     Loads a checkpoint trained with [`~sophia_trl.reward_trainer.ThinkingRewardTrainer`]
@@ -451,12 +561,7 @@ class ScalarJudge(ThinkingJudge):
     ):
         from ..reward_trainer import load_scalar_reward_model
 
-        super().__init__(cache_size=cache_size)
-        if batch_size < 1:
-            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
-        self.batch_size = batch_size
-        self.device = device or _default_device()
-        self.processor = _load_vlm_processor(model_name_or_path)
+        super().__init__(model_name_or_path, batch_size, device, cache_size)
         self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
         self.model.to(self.device).eval()
 
@@ -465,10 +570,7 @@ class ScalarJudge(ThinkingJudge):
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[float | None]:
         scores: list[float | None] = [None] * len(questions)
-        for idx in _length_sorted_batches(questions, responses, self.batch_size):
-            inputs = build_judge_inputs(
-                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
-            ).to(self.device)
+        for idx, inputs in self._batches(questions, responses, images):
             logits = self.model(**inputs).logits.squeeze(-1).float()  # (B,)
             for i, logit in zip(idx, logits.tolist()):
                 scores[i] = 1.0 / (1.0 + math.exp(-logit)) if math.isfinite(logit) else None
@@ -491,7 +593,11 @@ def image_to_data_url(image: Image.Image, image_format: str = "PNG") -> str:
 
 
 def build_openai_messages(
-    question: str, response: str, image: Image.Image | None = None, image_format: str = "PNG"
+    question: str,
+    response: str,
+    image: Image.Image | None = None,
+    image_format: str = "PNG",
+    image_url: str | None = None,
 ) -> list[dict[str, Any]]:
     """[`build_judge_messages`] in the OpenAI chat format: the image becomes a base64 data-URL `image_url` block.
 
@@ -504,6 +610,8 @@ def build_openai_messages(
             The question's image.
         image_format (`str`, *optional*, defaults to `"PNG"`):
             Encoding of the image (`"PNG"` is lossless; `"JPEG"` is smaller).
+        image_url (`str` or `None`, *optional*, defaults to `None`):
+            The image already encoded (e.g. shared by a group's completions); `image` is encoded when `None`.
 
     Returns:
         `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`).
@@ -511,7 +619,7 @@ def build_openai_messages(
     messages = build_judge_messages(question, response, image)
     for message in messages:
         message["content"] = [
-            {"type": "image_url", "image_url": {"url": image_to_data_url(block["image"], image_format)}}
+            {"type": "image_url", "image_url": {"url": image_url or image_to_data_url(block["image"], image_format)}}
             if block["type"] == "image"
             else block
             for block in message["content"]
@@ -675,11 +783,13 @@ class OpenAIJudge(ThinkingJudge):
         """Asks the server for its models, to fail early with a clear message when it is down or misconfigured.
 
         Returns:
-            `list[str]`: The served model ids. A warning is logged when `model` is not among them.
+            `list[str]`: The served model ids (empty when the server answers but cannot list them; some servers,
+            e.g. `transformers serve` without a Hub cache, answer HTTP 500 there). A warning is logged when `model`
+            is not among them.
 
         Raises:
             `ConnectionError`: The server did not answer within `timeout`.
-            [`JudgeServerError`]: The server rejected the request (e.g. a wrong API key).
+            [`JudgeServerError`]: The server refused the request (wrong API key).
         """
         import openai
 
@@ -695,6 +805,13 @@ class OpenAIJudge(ThinkingJudge):
                 f"The judge server at {self.base_url} refused the request ({type(err).__name__}, HTTP "
                 f"{err.status_code}): check the API key (api_key or OPENAI_API_KEY)."
             ) from err
+        except openai.APIStatusError as err:
+            logger.warning(
+                "The judge server at %s answers but could not list its models (HTTP %d).",
+                self.base_url,
+                err.status_code,
+            )
+            return []
         except (openai.APIError, asyncio.TimeoutError, OSError) as err:
             raise ConnectionError(
                 f"The judge server at {self.base_url} did not answer ({type(err).__name__}). Start it (see "
@@ -713,19 +830,11 @@ class OpenAIJudge(ThinkingJudge):
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[float | None]:
         # One encoding per distinct image object: a group's completions share their prompt's image.
-        encoded: dict[int, str] = {}
-        requests = []
-        for q, r, img in zip(questions, responses, images):
-            messages = build_judge_messages(q, r, img)
-            for message in messages:
-                for block in message["content"]:
-                    if block["type"] == "image":
-                        if id(block["image"]) not in encoded:
-                            encoded[id(block["image"])] = image_to_data_url(block["image"], self.image_format)
-                        url = encoded[id(block.pop("image"))]
-                        block.clear()
-                        block.update({"type": "image_url", "image_url": {"url": url}})
-            requests.append(messages)
+        urls = {id(img): image_to_data_url(img, self.image_format) for img in images if img is not None}
+        requests = [
+            build_openai_messages(q, r, img, image_url=urls.get(id(img)))
+            for q, r, img in zip(questions, responses, images)
+        ]
         return self._loop_thread.run(self._score_all(requests))
 
     async def _score_all(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:

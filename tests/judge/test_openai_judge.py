@@ -139,6 +139,10 @@ def test_check_server_lists_models(loopback_server, caplog):
     with OpenAIJudge(server.url, "other-model") as judge:
         judge.check_server()
     assert "does not list the model 'other-model'" in caplog.text
+    # A server that is up but cannot list its models (transformers serve without a Hub cache answers HTTP 500).
+    with make_judge(loopback_server(list_models=False)) as judge:
+        assert judge.check_server() == []
+    assert "could not list its models (HTTP 500)" in caplog.text
 
 
 def test_works_from_a_running_event_loop_and_from_threads(loopback_server):

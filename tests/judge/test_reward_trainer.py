@@ -18,9 +18,8 @@ from sophia_trl.reward_trainer import (
     ThinkingRewardTrainer,
     last_token_indices,
     load_scalar_reward_model,
-    pairwise_accuracy,
 )
-from sophia_trl.rewards.thinking import ScalarJudge, build_judge_inputs
+from sophia_trl.rewards.thinking import ScalarJudge, build_judge_inputs, pairwise_accuracy
 
 FEATURES = Features(
     {"question": Value("string"), "image": ImageFeature(), "response": Value("string"), "score": Value("float64")}

@@ -1,5 +1,8 @@
 """Judge prompt, score parser, cache and the local generative judge (`sophia_trl.rewards.thinking`)."""
 
+import sys
+from types import SimpleNamespace
+
 import pytest
 import torch
 from PIL import Image
@@ -8,7 +11,9 @@ from sophia_trl.rewards.thinking import (
     JUDGE_SYSTEM_PROMPT,
     ThinkingJudge,
     TransformersJudge,
+    VLLMJudge,
     build_judge_messages,
+    build_openai_messages,
     format_score,
     image_hash,
     parse_score,
@@ -272,3 +277,51 @@ def test_transformers_judge_real_generation(transformers_judge):
 def test_transformers_judge_rejects_bad_settings(tiny_judge_dir):
     with pytest.raises(ValueError, match="batch_size"):
         TransformersJudge(tiny_judge_dir, batch_size=0)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# VLLMJudge (vLLM is not installed here: a stand-in module records what the judge asks of it)
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def test_vllm_judge_without_vllm_explains_how_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "vllm", None)  # import vllm -> ImportError
+    with pytest.raises(ImportError, match=r"VLLMJudge needs vLLM.*\[vllm\]"):
+        VLLMJudge("some/judge")
+
+
+def test_vllm_judge_builds_chat_requests(monkeypatch):
+    calls = {}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            calls["sampling"] = kwargs
+
+    class LLM:
+        def __init__(self, **kwargs):
+            calls["llm"] = kwargs
+
+        def chat(self, conversations, sampling_params, use_tqdm):
+            calls["conversations"] = conversations
+            replies = ["<answer>0.3</answer>", "no score", "<answer>0.9</answer>"]
+            return [SimpleNamespace(outputs=[SimpleNamespace(text=t)]) for t in replies]
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    judge = VLLMJudge(
+        "/models/judge", max_new_tokens=12, gpu_memory_utilization=0.2, llm_kwargs={"max_model_len": 4096}
+    )
+    assert calls["llm"] == {
+        "model": "/models/judge",
+        "gpu_memory_utilization": 0.2,
+        "tensor_parallel_size": 1,
+        "limit_mm_per_prompt": {"image": 1},
+        "max_model_len": 4096,
+    }
+    assert calls["sampling"] == {"temperature": 0.0, "max_tokens": 12}
+
+    image = Image.new("RGB", (8, 8), "red")
+    assert judge.score(["q1", "q2", "q3"], ["r1", "r2", "r3"], [image, None, None]) == [0.3, None, 0.9]
+    first, second = calls["conversations"][0], calls["conversations"][1]
+    assert first == build_openai_messages("q1", "r1", image)
+    assert first[1]["content"][0]["type"] == "image_url"
+    assert [block["type"] for block in second[1]["content"]] == ["text"]

@@ -1,0 +1,317 @@
+# Copyright 2026 The sophia-trl Authors. Licensed under the Apache License, Version 2.0.
+"""Stage 1 of SophiaVL-R1: train the thinking reward model that scores a response's reasoning in [0, 1].
+
+Two kinds of judge, chosen with `judge_type`:
+
+- `generative` (the paper's): the vision-language model is fine-tuned with TRL's `SFTTrainer` (completion-only loss) to
+  answer the judge prompt with `<answer>score</answer>`. Score with `TransformersJudge`, `VLLMJudge`, or serve it
+  (`scripts/serve_judge.sh`) for `OpenAIJudge`.
+- `scalar`: a linear head on the backbone, trained with `ThinkingRewardTrainer` by regression to the score. Score with
+  `ScalarJudge` (one forward pass, no generation).
+
+The data has one row per judged response: `question` (str), `image` (image or None), `response` (str), `score`
+(float in [0, 1]), as written by `data_prep/synthetic.py --kind thinking`, `data_prep/thinking_156k.py` or
+`data_prep/label_thinking.py`.
+
+Usage:
+
+```bash
+# Tiny CPU runs (the base model and data come from `make demo`'s first steps)
+python recipes/thinking_reward.py --config recipes/tiny/thinking_reward_generative.yaml
+python recipes/thinking_reward.py --config recipes/tiny/thinking_reward_scalar.yaml
+
+# Qwen2.5-VL-3B on GPUs
+accelerate launch --config_file accelerate_configs/zero2.yaml recipes/thinking_reward.py \
+    --config recipes/Qwen2.5-VL-3B-Instruct/thinking_reward/config_generative.yaml
+```
+
+Any key of the YAML can be overridden on the command line, e.g. `--learning_rate 1e-5 --use_peft`. After training,
+the saved judge scores the test split and the script logs its MAE (`judge_eval_*` metrics).
+"""
+
+import logging
+import os
+import sys
+from dataclasses import dataclass, field
+
+import datasets
+import torch
+import transformers
+import yaml
+from accelerate import PartialState
+from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers.trainer_utils import get_last_checkpoint
+from trl import (
+    ModelConfig,
+    ScriptArguments,
+    SFTConfig,
+    SFTTrainer,
+    TrlParser,
+    get_peft_config,
+    get_quantization_config,
+)
+
+from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
+from sophia_trl.rewards.thinking import (
+    ScalarJudge,
+    TransformersJudge,
+    evaluate_judge,
+    format_judge_sft_example,
+    format_score,
+)
+
+logger = logging.getLogger(__name__)
+
+JUDGE_TYPES = ("generative", "scalar")
+
+
+@dataclass
+class ThinkingRewardScriptArguments(ScriptArguments):
+    """
+    Script arguments of `recipes/thinking_reward.py`: the dataset (inherited from [`trl.ScriptArguments`]), the kind
+    of judge and the evaluation of the trained judge.
+    """
+
+    # Parameters that control the judge
+    judge_type: str = field(
+        default="generative",
+        metadata={
+            "help": "'generative': SFT the VLM to answer <answer>score</answer> (the paper's judge). 'scalar': train "
+            "a linear head by regression to the score with ThinkingRewardTrainer.",
+            "choices": list(JUDGE_TYPES),
+        },
+    )
+
+    # Parameters that control the evaluation of the trained judge
+    eval_judge: bool = field(
+        default=True,
+        metadata={"help": "After training, score the test split with the saved judge and log its MAE."},
+    )
+    eval_judge_max_rows: int | None = field(
+        default=None, metadata={"help": "Rows of the test split to score after training (all when unset)."}
+    )
+    judge_batch_size: int = field(default=16, metadata={"help": "Rows per batch when scoring the test split."})
+
+    # Parameters that control the images
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Minimum pixels per image for the processor (Qwen2.5-VL `min_pixels`)."}
+    )
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
+    )
+
+    def __post_init__(self):
+        if self.judge_type not in JUDGE_TYPES:
+            raise ValueError(f"judge_type={self.judge_type!r} is not one of {JUDGE_TYPES}.")
+        if self.dataset_name is None:
+            raise ValueError("dataset_name is required: a folder written by data_prep/*.py, a data file or a Hub id.")
+
+
+def get_processor(model_args: ModelConfig, script_args: ThinkingRewardScriptArguments):
+    """The model's processor; fails if it has no image processor (images would be dropped silently)."""
+    pixel_bounds = {k: v for k in ("min_pixels", "max_pixels") if (v := getattr(script_args, k)) is not None}
+    processor = AutoProcessor.from_pretrained(
+        model_args.model_name_or_path, revision=model_args.model_revision, **pixel_bounds
+    )
+    if getattr(processor, "image_processor", None) is None:
+        raise RuntimeError(
+            f"AutoProcessor.from_pretrained({model_args.model_name_or_path!r}) returned {type(processor).__name__} "
+            "without an image processor, so images would be dropped. Qwen2-VL/Qwen2.5-VL processors need torchvision "
+            "installed at the version matching torch (see requirements.txt)."
+        )
+    return processor
+
+
+def get_model_init_kwargs(model_args: ModelConfig) -> dict:
+    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
+    quantization_config = get_quantization_config(model_args)
+    device_map = None
+    if quantization_config is not None and torch.cuda.is_available():
+        device_map = {"": PartialState().local_process_index}
+    return {
+        "revision": model_args.model_revision,
+        "dtype": dtype,
+        "attn_implementation": model_args.attn_implementation,
+        "quantization_config": quantization_config,
+        "device_map": device_map,
+    }
+
+
+def main(
+    script_args: ThinkingRewardScriptArguments,
+    training_args: SFTConfig | ThinkingRewardConfig,
+    model_args: ModelConfig,
+) -> dict[str, float]:
+    ################
+    # Seed and logging
+    ################
+    set_seed(training_args.seed)
+    logging.basicConfig(
+        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
+        datefmt="%Y-%m-%d %H:%M:%S",
+        handlers=[logging.StreamHandler(sys.stdout)],
+    )
+    log_level = training_args.get_process_log_level()
+    for lib_logger in (logger, logging.getLogger("sophia_trl")):
+        lib_logger.setLevel(log_level)
+    datasets.utils.logging.set_verbosity(log_level)
+    transformers.utils.logging.set_verbosity(log_level)
+    logger.info("Model parameters %s", model_args)
+    logger.info("Script parameters %s", script_args)
+    logger.info("Training a %s thinking reward model with %s", script_args.judge_type, type(training_args).__name__)
+
+    ################
+    # Checkpoint
+    ################
+    last_checkpoint = None
+    if os.path.isdir(training_args.output_dir):
+        last_checkpoint = get_last_checkpoint(training_args.output_dir)
+    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+
+    ################
+    # Data
+    ################
+    dataset = load_dataset_from_name_or_path(script_args.dataset_name, script_args.dataset_config)
+    if isinstance(dataset, datasets.Dataset):
+        dataset = datasets.DatasetDict({script_args.dataset_train_split: dataset})
+    if script_args.dataset_train_split not in dataset:
+        raise ValueError(
+            f"Split {script_args.dataset_train_split!r} not in {script_args.dataset_name} (splits: {list(dataset)}); "
+            "set dataset_train_split."
+        )
+    train_dataset = dataset[script_args.dataset_train_split]
+    test_dataset = dataset.get(script_args.dataset_test_split)
+    if test_dataset is None:
+        logger.warning(
+            "No %r split in %s: no evaluation of the trained judge.", script_args.dataset_test_split, dataset
+        )
+    eval_dataset = test_dataset if training_args.eval_strategy != "no" else None
+    logger.info("Judge data: %d train rows, %s test rows", len(train_dataset), test_dataset and len(test_dataset))
+
+    ################
+    # Processor, model and trainer
+    ################
+    processor = get_processor(model_args, script_args)
+    model_init_kwargs = get_model_init_kwargs(model_args)
+    peft_config = get_peft_config(model_args)
+    if script_args.judge_type == "generative":
+        if not isinstance(training_args, SFTConfig):
+            raise TypeError("judge_type 'generative' trains with SFTConfig; parse the arguments with make_parser().")
+        if training_args.max_length is not None:
+            # The target: "<answer>x.x</answer>", the end-of-turn token and a newline.
+            target = format_score(1.0) + (processor.tokenizer.eos_token or "") + "\n"
+            extra = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
+            train_dataset = drop_long_rows(train_dataset, processor, training_args.max_length, "train", extra)
+            if eval_dataset is not None:
+                eval_dataset = drop_long_rows(eval_dataset, processor, training_args.max_length, "eval", extra)
+        columns = train_dataset.column_names
+        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **model_init_kwargs)
+        trainer = SFTTrainer(
+            model=model,
+            args=training_args,
+            train_dataset=train_dataset.map(format_judge_sft_example, remove_columns=columns),
+            eval_dataset=eval_dataset.map(format_judge_sft_example, remove_columns=columns) if eval_dataset else None,
+            processing_class=processor,
+            peft_config=peft_config,
+        )
+    else:
+        if not isinstance(training_args, ThinkingRewardConfig):
+            raise TypeError("judge_type 'scalar' trains with ThinkingRewardConfig; parse with make_parser().")
+        training_args.model_init_kwargs = {
+            k: v for k, v in {**model_init_kwargs, **(training_args.model_init_kwargs or {})}.items() if v is not None
+        }
+        trainer = ThinkingRewardTrainer(
+            model=model_args.model_name_or_path,
+            args=training_args,
+            train_dataset=train_dataset,
+            eval_dataset=eval_dataset,
+            processing_class=processor,
+            peft_config=peft_config,
+        )
+
+    ################
+    # Training
+    ################
+    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    metrics = train_result.metrics
+    metrics["train_samples"] = len(train_dataset)
+    trainer.log_metrics("train", metrics)
+    trainer.save_metrics("train", metrics)
+    trainer.save_state()
+
+    ################
+    # Save
+    ################
+    if peft_config is not None:
+        # The judge backends load a full checkpoint: fold the adapter into the weights.
+        trainer.model = trainer.model.merge_and_unload()
+    trainer.save_model(training_args.output_dir)
+    if trainer.accelerator.is_main_process:
+        processor.save_pretrained(training_args.output_dir)
+        trainer.create_model_card(
+            dataset_name=script_args.dataset_name, tags=["sophia-trl", "thinking-reward", script_args.judge_type]
+        )
+        if script_args.judge_type == "generative":
+            # Gradient checkpointing turns the KV cache off in the config; the judge generates, so turn it back on.
+            trainer.model.config.get_text_config().use_cache = True
+            trainer.model.config.save_pretrained(training_args.output_dir)
+    logger.info("Thinking reward model saved to %s", training_args.output_dir)
+
+    ################
+    # Evaluate the saved judge
+    ################
+    judge_metrics: dict[str, float] = {}
+    if script_args.eval_judge and test_dataset is not None and trainer.accelerator.is_main_process:
+        rows = test_dataset
+        if script_args.eval_judge_max_rows is not None:
+            rows = rows.select(range(min(script_args.eval_judge_max_rows, len(rows))))
+        device = str(trainer.accelerator.device)
+        if script_args.judge_type == "generative":
+            judge = TransformersJudge(training_args.output_dir, batch_size=script_args.judge_batch_size, device=device)
+        else:
+            judge = ScalarJudge(training_args.output_dir, batch_size=script_args.judge_batch_size, device=device)
+        judge_metrics = {f"judge_eval_{k}": v for k, v in evaluate_judge(judge, rows).items()}
+        trainer.log_metrics("judge_eval", judge_metrics)
+        trainer.save_metrics("judge_eval", judge_metrics)
+
+    ################
+    # Push
+    ################
+    if training_args.push_to_hub:
+        logger.info("Pushing to the Hub...")
+        trainer.push_to_hub(
+            dataset_name=script_args.dataset_name, tags=["sophia-trl", "thinking-reward", script_args.judge_type]
+        )
+    return judge_metrics
+
+
+def judge_type_from_args(args: list[str]) -> str:
+    """The `judge_type` from the command line or, failing that, from the `--config` YAML ("generative" if unset);
+    it decides which training config class the parser builds."""
+    for i, arg in enumerate(args):
+        if arg == "--judge_type" and i + 1 < len(args):
+            return args[i + 1]
+        if arg.startswith("--judge_type="):
+            return arg.split("=", 1)[1]
+    if "--config" in args and args.index("--config") + 1 < len(args):
+        with open(args[args.index("--config") + 1]) as config_file:
+            config = yaml.safe_load(config_file) or {}
+        return config.get("judge_type", "generative")
+    return "generative"
+
+
+def make_parser(judge_type: str) -> TrlParser:
+    """The parser for one kind of judge: `SFTConfig` for the generative judge, `ThinkingRewardConfig` for the scalar."""
+    if judge_type not in JUDGE_TYPES:
+        raise ValueError(f"judge_type={judge_type!r} is not one of {JUDGE_TYPES}.")
+    config_class = SFTConfig if judge_type == "generative" else ThinkingRewardConfig
+    return TrlParser((ThinkingRewardScriptArguments, config_class, ModelConfig))
+
+
+if __name__ == "__main__":
+    parser = make_parser(judge_type_from_args(sys.argv[1:]))
+    script_args, training_args, model_args = parser.parse_args_and_config()
+    main(script_args, training_args, model_args)
