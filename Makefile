@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow quality style clean
+.PHONY: setup demo test test-slow quality style eval clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -35,6 +35,10 @@ quality: setup
 style: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
+
+# make eval MODEL=outputs/<run> [BENCH=mathvista,mmstar] [EVAL_OUT=results/eval.json]
+eval: setup
+	$(PY) eval/evaluate.py --model $(MODEL) --benchmark $(or $(BENCH),all) --output $(or $(EVAL_OUT),results/eval.json)
 
 clean:
 	rm -rf outputs .pytest_cache
