@@ -1,0 +1,575 @@
+"""The learning lab's experiment: SFT warm start, Trust-GRPO arms over seeds, held-out curves, a table and a plot.
+
+Every arm trains with the project's [`TrustGRPOTrainer`] and [`TrustGRPOConfig`]; an arm is only a set of config
+values (see `ARMS`). [`LabTrainer`] adds bookkeeping, nothing else: after the trainer has combined the rewards, it
+records per step how many groups were mixed (right and wrong answers), the trust weight gamma in those groups, and in
+how many uniform-outcome groups the judge still moved the advantages.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import os
+import random
+import statistics
+import time
+from collections import Counter
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from multiprocessing import get_context
+from pathlib import Path
+
+import torch
+from datasets import Dataset
+from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
+from trl import SFTConfig, SFTTrainer
+
+from ..configs import TrustGRPOConfig
+from ..grpo_trainer import TrustGRPOTrainer
+from .judges import JUDGE_KINDS, LabJudge, parse_problem
+from .task import STYLES, build_tokenizer, make_problems, outcome_score, read_response, write_response
+
+logger = logging.getLogger(__name__)
+
+# Each arm is a set of TrustGRPOConfig values; `None` trains without a judge (plain GRPO).
+ARMS: dict[str, dict | None] = {
+    "grpo": None,
+    "naive": {"trust_weighting": False, "thinking_reward_annealing": "none"},
+    "annealing": {"trust_weighting": False, "thinking_reward_annealing": "exp"},
+    "trust": {"trust_weighting": True, "thinking_reward_annealing": "none"},
+    "trust_grpo": {"trust_weighting": True, "thinking_reward_annealing": "exp", "thinking_reward_preset": "paper"},
+    "trust_grpo_official": {
+        "trust_weighting": True,
+        "thinking_reward_annealing": "exp",
+        "thinking_reward_preset": "official",
+    },
+}
+# Share of each reasoning style in the SFT data: flawed styles are common enough that GRPO has something to choose.
+SFT_STYLE_MIX = {None: 0.4, "filler": 0.3, "slip": 0.15, "carried": 0.15}
+CORRECT_THRESHOLD = 0.5
+
+
+@dataclass
+class LabConfig:
+    """
+    Sizes of one lab run.
+
+    Args:
+        sft_examples (`int`, *optional*, defaults to `6000`):
+            SFT examples (styles mixed as `SFT_STYLE_MIX`).
+        sft_epochs (`float`, *optional*, defaults to `3.0`):
+            SFT epochs.
+        grpo_steps (`int`, *optional*, defaults to `100`):
+            GRPO steps per run (8 prompts x 8 completions each).
+        eval_every (`int`, *optional*, defaults to `20`):
+            Steps between held-out evaluations (also run at step 0 and at the end).
+        eval_prompts (`int`, *optional*, defaults to `256`):
+            Held-out prompts, one sampled completion each (temperature 1, as in training).
+        seeds (`int`, *optional*, defaults to `2`):
+            GRPO seeds per arm, all from the same SFT model.
+        sft_seeds (`int`, *optional*, defaults to `1`):
+            SFT warm starts; every arm and seed runs from each.
+        judges (`list[str]`, *optional*, defaults to `["adversarial", "misleading"]`):
+            Judge kinds (see `sophia_trl.lab.judges`).
+        arms (`list[str]`, *optional*, defaults to `["grpo", "naive", "trust_grpo", "trust_grpo_official"]`):
+            Arm names from `ARMS`; `"grpo"` does not use a judge and runs once per seed.
+        workers (`int`, *optional*, defaults to `2`):
+            Runs in parallel, one CPU thread each.
+        num_generations (`int`, *optional*, defaults to `8`), prompts_per_step (`int`, *optional*, defaults to `8`):
+            Group size G and prompts per GRPO step.
+        max_completion_length (`int`, *optional*, defaults to `32`):
+            Tokens per completion (a sound response takes 28 with its EOS).
+        learning_rate (`float`, *optional*, defaults to `1e-4`):
+            GRPO learning rate.
+    """
+
+    sft_examples: int = 6000
+    sft_epochs: float = 3.0
+    grpo_steps: int = 100
+    eval_every: int = 20
+    eval_prompts: int = 256
+    seeds: int = 2
+    sft_seeds: int = 1
+    judges: list[str] = field(default_factory=lambda: ["adversarial", "misleading"])
+    arms: list[str] = field(default_factory=lambda: ["grpo", "naive", "trust_grpo", "trust_grpo_official"])
+    workers: int = 2
+    num_generations: int = 8
+    prompts_per_step: int = 8
+    max_completion_length: int = 32
+    learning_rate: float = 1e-4
+
+    def __post_init__(self):
+        unknown = [a for a in self.arms if a not in ARMS]
+        if unknown:
+            raise ValueError(f"Unknown arm(s) {unknown}; choose from {list(ARMS)}.")
+        if min(self.grpo_steps, self.eval_every, self.seeds, self.sft_seeds, self.workers) < 1:
+            raise ValueError("grpo_steps, eval_every, seeds, sft_seeds and workers must all be >= 1.")
+        unknown = [j for j in self.judges if j not in JUDGE_KINDS]
+        if unknown:
+            raise ValueError(f"Unknown judge(s) {unknown}; choose from {list(JUDGE_KINDS)}.")
+
+
+QUICK = LabConfig(
+    sft_examples=512,
+    sft_epochs=1.0,
+    grpo_steps=4,
+    eval_every=2,
+    eval_prompts=32,
+    seeds=1,
+    judges=["adversarial"],
+    arms=["grpo", "trust_grpo"],
+    workers=1,
+)
+
+# --- Policy and SFT warm start --------------------------------------------------------------------------------------
+
+
+def build_policy(tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausalLM:
+    """A 0.8 M-parameter Qwen2ForCausalLM over the lab's word-level vocabulary (hidden 128, 3 layers)."""
+    torch.manual_seed(seed)
+    config = Qwen2Config(
+        vocab_size=len(tokenizer),
+        hidden_size=128,
+        intermediate_size=512,
+        num_hidden_layers=3,
+        num_attention_heads=4,
+        num_key_value_heads=4,
+        max_position_embeddings=64,  # prompt (8 tokens) + completion (<= 32)
+        tie_word_embeddings=True,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+        bos_token_id=None,
+    )
+    return Qwen2ForCausalLM(config)
+
+
+def sft_dataset(num: int, seed: int) -> Dataset:
+    """Prompt-completion rows with reasoning styles mixed as `SFT_STYLE_MIX`; each completion ends with the EOS."""
+    rng = random.Random(seed)
+    styles, weights = list(SFT_STYLE_MIX), list(SFT_STYLE_MIX.values())
+    rows = []
+    for problem in make_problems(num, seed):
+        flaw = rng.choices(styles, weights)[0]
+        # The EOS is appended with a space here: the word-level tokenizer splits on whitespace only.
+        rows.append({"prompt": problem.prompt, "completion": " " + write_response(problem, rng, flaw) + " <eos>"})
+    return Dataset.from_list(rows)
+
+
+def train_sft(output_dir: Path, config: LabConfig, seed: int) -> Path:
+    """
+    Trains the SFT warm start with TRL's SFTTrainer (completion-only loss) and saves it to `output_dir`.
+
+    A model already saved there by the same SFT settings is reused (`sft_settings.json` records them).
+    """
+    settings = {"seed": seed, "examples": config.sft_examples, "epochs": config.sft_epochs, "mix": str(SFT_STYLE_MIX)}
+    marker = output_dir / "sft_settings.json"
+    if marker.exists() and json.loads(marker.read_text()) == settings:
+        logger.info("Reusing the SFT model in %s (same settings).", output_dir)
+        return output_dir
+    torch.set_num_threads(1)  # on a shared 2-core machine one thread was faster than two
+    tokenizer = build_tokenizer()
+    model = build_policy(tokenizer, seed)
+    args = SFTConfig(
+        output_dir=str(output_dir),
+        num_train_epochs=config.sft_epochs,
+        per_device_train_batch_size=64,
+        learning_rate=2e-3,  # a 0.8 M model from scratch: a high rate with warmup and cosine decay
+        lr_scheduler_type="cosine",
+        warmup_steps=0.05,  # a fraction of the run
+        weight_decay=0.0,
+        logging_steps=25,
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        seed=seed,
+        max_length=64,
+        disable_tqdm=True,
+    )
+    trainer = SFTTrainer(
+        model=model,
+        args=args,
+        train_dataset=sft_dataset(config.sft_examples, seed=10_000 + seed),
+        processing_class=tokenizer,
+    )
+    trainer.train()
+    trainer.save_model(str(output_dir))
+    tokenizer.save_pretrained(str(output_dir))
+    marker.write_text(json.dumps(settings))
+    return output_dir
+
+
+# --- Evaluation on held-out prompts ---------------------------------------------------------------------------------
+
+
+@torch.no_grad()
+def sample_and_grade(model, tokenizer, problems: list, max_new_tokens: int, seed: int) -> dict[str, float]:
+    """
+    One sampled completion (temperature 1, no top-k/top-p) per held-out problem; accuracy and style fractions.
+
+    The sampling seed is fixed and the caller's RNG state is restored, so evaluating does not change training.
+
+    Returns:
+        `dict[str, float]`: `accuracy`, `sound` (fraction with sound reasoning), `style/<name>` fractions, and
+        `accuracy/<name>` (accuracy among completions of that style, NaN when there are none).
+    """
+    state = torch.get_rng_state()
+    torch.manual_seed(seed)
+    was_training = model.training
+    model.eval()
+    enc = tokenizer([p.prompt for p in problems], return_tensors="pt", padding=True)
+    out = model.generate(
+        **enc,
+        do_sample=True,
+        temperature=1.0,
+        top_k=0,
+        top_p=1.0,
+        max_new_tokens=max_new_tokens,
+        pad_token_id=tokenizer.pad_token_id,
+        eos_token_id=tokenizer.eos_token_id,
+    )
+    texts = tokenizer.batch_decode(out[:, enc["input_ids"].shape[1] :], skip_special_tokens=True)
+    torch.set_rng_state(state)
+    model.train(was_training)
+    return grade(problems, texts)
+
+
+def grade(problems: list, texts: list[str]) -> dict[str, float]:
+    """Accuracy, sound-reasoning fraction and per-style fractions and accuracies of completions to `problems`."""
+    judgements = [read_response(p, t) for p, t in zip(problems, texts)]
+    n = len(judgements)
+    styles = Counter(j.style for j in judgements)
+    result = {
+        "accuracy": sum(j.answer_correct for j in judgements) / n,
+        "sound": styles["sound"] / n,
+    }
+    for style in STYLES:
+        result[f"style/{style}"] = styles[style] / n
+        hits = [j.answer_correct for j in judgements if j.style == style]
+        result[f"accuracy/{style}"] = sum(hits) / len(hits) if hits else math.nan
+    return result
+
+
+# --- GRPO arms -------------------------------------------------------------------------------------------------------
+
+
+def lab_outcome_reward(completions: list[str], prompts: list[str], **kwargs) -> list[float]:
+    """Outcome reward of the lab task: 1 for a well-formed response with the right answer, else 0."""
+    return [outcome_score(parse_problem(p), c) for p, c in zip(prompts, completions)]
+
+
+def group_diagnostics(
+    outcome: torch.Tensor, bonus: torch.Tensor | None, gamma: torch.Tensor | None, num_generations: int
+) -> dict[str, float]:
+    """
+    What the judge did in one batch, per group of `num_generations` consecutive rows.
+
+    Args:
+        outcome (`torch.Tensor`): outcome rewards, shape (B,).
+        bonus (`torch.Tensor` or `None`): the thinking term added to each reward (gamma * alpha_t * R_t), shape (B,),
+            NaN where no score was given; `None` without a judge.
+        gamma (`torch.Tensor` or `None`): the trust weight of each row's group, shape (B,); `None` without a judge.
+
+    Returns:
+        `dict[str, float]`: `mixed_frac` (groups with right and wrong answers), `gamma_mixed` (mean gamma over mixed
+        groups, NaN if none or no judge) and `uniform_judge_acts` (fraction of uniform-outcome groups whose thinking
+        terms differ, so that the judge alone sets their advantages; NaN if there is no uniform group or no judge).
+    """
+    right = (outcome.view(-1, num_generations) >= CORRECT_THRESHOLD).float().mean(dim=1)  # (num_groups,)
+    mixed = (right > 0) & (right < 1)
+    result = {"mixed_frac": mixed.float().mean().item(), "gamma_mixed": math.nan, "uniform_judge_acts": math.nan}
+    if bonus is None or gamma is None:
+        return result
+    if mixed.any():
+        result["gamma_mixed"] = gamma.view(-1, num_generations)[mixed, 0].mean().item()
+    uniform = ~mixed
+    if uniform.any():
+        b = torch.nan_to_num(bonus.view(-1, num_generations)[uniform], nan=0.0)  # (num_uniform, G)
+        acts = (b.max(dim=1).values - b.min(dim=1).values) > 1e-8
+        result["uniform_judge_acts"] = acts.float().mean().item()
+    return result
+
+
+class LabTrainer(TrustGRPOTrainer):
+    """[`TrustGRPOTrainer`] that also records [`group_diagnostics`] of every training batch in `self.diagnostics`."""
+
+    def __init__(self, *args, **kwargs):
+        super().__init__(*args, **kwargs)
+        self.diagnostics: list[dict[str, float]] = []
+
+    def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
+        rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)
+        if not self.model.training:
+            return rewards_per_func
+        bonus = gamma = None
+        if self.thinking_judge is not None:
+            bonus = rewards_per_func[:, -1]
+            # The trainer logs each row's gamma as a completions-table column; single process, so it is the batch.
+            gamma = torch.tensor(self._pending_extra_logs["trust_gamma"][-len(prompts) :])
+        row = group_diagnostics(rewards_per_func[:, 0].cpu(), bonus, gamma, self.num_generations)
+        self.diagnostics.append({"step": self.state.global_step, **row})
+        return rewards_per_func
+
+
+class HeldOutEval(TrainerCallback):
+    """Samples and grades the held-out prompts at step 0, every `every` steps and at the end."""
+
+    def __init__(self, tokenizer, problems: list, every: int, max_new_tokens: int, seed: int):
+        self.tokenizer, self.problems, self.every = tokenizer, problems, every
+        self.max_new_tokens, self.seed = max_new_tokens, seed
+        self.curve: list[dict[str, float]] = []
+
+    def _evaluate(self, step: int, model) -> None:
+        if self.curve and self.curve[-1]["step"] == step:
+            return
+        metrics = sample_and_grade(model, self.tokenizer, self.problems, self.max_new_tokens, self.seed)
+        self.curve.append({"step": step, **metrics})
+
+    def on_train_begin(self, args, state, control, model=None, **kwargs):
+        self._evaluate(0, model)
+
+    def on_step_end(self, args, state, control, model=None, **kwargs):
+        if state.global_step % self.every == 0 or state.global_step == state.max_steps:
+            self._evaluate(state.global_step, model)
+
+
+@dataclass
+class RunSpec:
+    """One GRPO run: an arm, a judge (None for plain GRPO), a seed and the SFT model it starts from."""
+
+    arm: str
+    judge: str | None
+    seed: int
+    sft_seed: int
+    sft_dir: str
+    output_dir: str
+    config: LabConfig
+
+
+def run_arm(spec: RunSpec) -> dict:
+    """Trains one arm and returns its held-out curve, per-step diagnostics and speed (runs in a worker process)."""
+    torch.set_num_threads(1)  # two runs share the two cores
+    config = spec.config
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(spec.sft_dir)
+    model = AutoModelForCausalLM.from_pretrained(spec.sft_dir)
+    num_prompts = config.grpo_steps * config.prompts_per_step
+    train = Dataset.from_dict({"prompt": [p.prompt for p in make_problems(num_prompts, seed=20_000 + spec.seed)]})
+    held_out = make_problems(config.eval_prompts, seed=99)
+    arm_settings = ARMS[spec.arm] or {}
+    args = TrustGRPOConfig(
+        output_dir=spec.output_dir,
+        max_steps=config.grpo_steps,
+        per_device_train_batch_size=config.prompts_per_step * config.num_generations,
+        num_generations=config.num_generations,
+        max_completion_length=config.max_completion_length,
+        learning_rate=config.learning_rate,
+        temperature=1.0,
+        beta=0.0,
+        thinking_reward_alpha=0.3,  # paper sec. 4.1
+        correct_threshold=CORRECT_THRESHOLD,
+        logging_steps=max(1, config.grpo_steps // 10),
+        save_strategy="no",
+        report_to="none",
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        seed=spec.seed,
+        data_seed=spec.seed,
+        disable_tqdm=True,
+        **arm_settings,
+    )
+    evaluator = HeldOutEval(tokenizer, held_out, config.eval_every, config.max_completion_length, seed=1234)
+    trainer = LabTrainer(
+        model=model,
+        reward_funcs=[lab_outcome_reward],
+        args=args,
+        train_dataset=train,
+        processing_class=tokenizer,
+        thinking_judge=LabJudge(spec.judge) if ARMS[spec.arm] is not None else None,
+        callbacks=[evaluator],
+    )
+    start = time.perf_counter()
+    trainer.train()
+    seconds = time.perf_counter() - start
+    result = {
+        "arm": spec.arm,
+        "judge": spec.judge,
+        "seed": spec.seed,
+        "sft_seed": spec.sft_seed,
+        "seconds": seconds,
+        "steps_per_second": config.grpo_steps / seconds,
+        "curve": evaluator.curve,
+        "diagnostics": trainer.diagnostics,
+    }
+    Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
+    (Path(spec.output_dir) / "result.json").write_text(json.dumps(result))
+    return result
+
+
+# --- Aggregation, table and plot ------------------------------------------------------------------------------------
+
+
+def mean_sd(values: list[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation of the non-NaN values (NaN when empty; sd 0 for one value)."""
+    values = [v for v in values if not math.isnan(v)]
+    if not values:
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def summarise(results: list[dict]) -> list[dict]:
+    """
+    One row per (judge, arm): final held-out accuracy and sound fraction (mean and sd over seeds and SFT inits), and
+    the training diagnostics averaged over each run, then over runs.
+    """
+    groups: dict[tuple, list[dict]] = {}
+    for r in results:
+        groups.setdefault((r["judge"] or "-", r["arm"]), []).append(r)
+    rows = []
+    for (judge, arm), runs in groups.items():
+        row = {"judge": judge, "arm": arm, "runs": len(runs)}
+        for key in ("accuracy", "sound"):
+            row[f"{key}_start"] = mean_sd([r["curve"][0][key] for r in runs])
+            row[key] = mean_sd([r["curve"][-1][key] for r in runs])
+        for key in ("mixed_frac", "gamma_mixed", "uniform_judge_acts"):
+            row[key] = mean_sd([mean_sd([d[key] for d in r["diagnostics"]])[0] for r in runs])
+        row["steps_per_second"] = mean_sd([r["steps_per_second"] for r in runs])
+        rows.append(row)
+    return rows
+
+
+def _fmt(pair: tuple[float, float], digits: int = 2) -> str:
+    mean, sd = pair
+    if math.isnan(mean):
+        return "-"
+    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+
+
+def markdown_table(rows: list[dict]) -> str:
+    """The summary as a markdown table (mean ± sd over runs)."""
+    header = (
+        "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | mixed groups | "
+        "gamma in mixed groups | uniform groups moved by the judge | steps/s |\n"
+        "|---|---|---|---|---|---|---|---|---|\n"
+    )
+    lines = [
+        f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
+        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
+        f"{_fmt(r['uniform_judge_acts'])} | {_fmt(r['steps_per_second'])} |"
+        for r in rows
+    ]
+    return header + "\n".join(lines) + "\n"
+
+
+def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
+    """Held-out accuracy and sound-reasoning fraction over steps, one panel pair per judge, mean ± sd shaded."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(2, len(judges), figsize=(4.5 * len(judges), 6.5), squeeze=False, sharex=True)
+    arms = list(dict.fromkeys(r["arm"] for r in results))
+    colors = dict(zip(ARMS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    for col, judge in enumerate(judges):
+        for arm in arms:
+            runs = [r for r in results if r["arm"] == arm and (r["judge"] == judge or r["judge"] is None)]
+            if not runs:
+                continue
+            steps = [p["step"] for p in runs[0]["curve"]]
+            for row, key in enumerate(("accuracy", "sound")):
+                stats = [mean_sd([r["curve"][i][key] for r in runs]) for i in range(len(steps))]
+                mean = [m for m, _ in stats]
+                sd = [s for _, s in stats]
+                ax = axes[row][col]
+                ax.plot(steps, mean, label=arm, color=colors[arm], linestyle="--" if arm == "grpo" else "-")
+                ax.fill_between(
+                    steps,
+                    [m - s for m, s in zip(mean, sd)],
+                    [m + s for m, s in zip(mean, sd)],
+                    alpha=0.15,
+                    color=colors[arm],
+                )
+        axes[0][col].set_title(f"{judge} judge")
+        axes[0][col].set_ylabel("held-out accuracy (sampled)")
+        axes[1][col].set_ylabel("sound-reasoning fraction")
+        axes[1][col].set_xlabel("GRPO step")
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+# --- The whole lab ---------------------------------------------------------------------------------------------------
+
+
+def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
+    """
+    Runs the lab: SFT warm start(s) with a per-style check, every (arm, judge, seed) in parallel, then the report.
+
+    Args:
+        config ([`LabConfig`]):
+            What to run.
+        output_dir (`str` or `os.PathLike`):
+            Folder for the SFT models, each run's `result.json`, `results.json`, `table.md` and `curves.png`.
+
+    Returns:
+        `dict`: `sft_checks` (per SFT seed, held-out accuracy per reasoning style), `rows` (the summary), `results`
+        (every run) and `seconds` (wall time).
+    """
+    out = Path(output_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    start = time.perf_counter()
+    sft_checks, specs = {}, []
+    for sft_seed in range(config.sft_seeds):
+        sft_dir = out / f"sft_{sft_seed}"
+        sft_start = time.perf_counter()
+        train_sft(sft_dir, config, sft_seed)
+        model = AutoModelForCausalLM.from_pretrained(sft_dir)
+        tokenizer = PreTrainedTokenizerFast.from_pretrained(sft_dir)
+        check = sample_and_grade(
+            model, tokenizer, make_problems(max(config.eval_prompts, 512), seed=99), config.max_completion_length, 1234
+        )
+        check["seconds"] = time.perf_counter() - sft_start
+        sft_checks[sft_seed] = check
+        logger.info("SFT init %d: %s", sft_seed, format_sft_check(check))
+        for seed in range(config.seeds):
+            for arm in config.arms:
+                for judge in [None] if ARMS[arm] is None else config.judges:
+                    name = f"{arm}" if judge is None else f"{arm}-{judge}"
+                    specs.append(
+                        RunSpec(
+                            arm,
+                            judge,
+                            seed,
+                            sft_seed,
+                            str(sft_dir),
+                            str(out / f"runs/sft{sft_seed}/{name}/s{seed}"),
+                            config,
+                        )
+                    )
+    if config.workers == 1:
+        results = [run_arm(spec) for spec in specs]  # in this process: no start-up cost of a worker
+    else:
+        with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
+            results = list(pool.map(run_arm, specs))
+    rows = summarise(results)
+    seconds = time.perf_counter() - start
+    (out / "results.json").write_text(
+        json.dumps({"config": asdict(config), "sft_checks": sft_checks, "results": results, "seconds": seconds})
+    )
+    table = markdown_table(rows)
+    (out / "table.md").write_text(table)
+    plot_curves(results, config.judges, out / "curves.png")
+    return {"sft_checks": sft_checks, "rows": rows, "results": results, "seconds": seconds, "table": table}
+
+
+def format_sft_check(check: dict[str, float]) -> str:
+    """One line per reasoning style: its share of sampled completions and its accuracy."""
+    parts = [f"accuracy {check['accuracy']:.2f}"]
+    for style in STYLES:
+        acc = check[f"accuracy/{style}"]
+        parts.append(f"{style} {check[f'style/{style}']:.2f} (acc {'-' if math.isnan(acc) else f'{acc:.2f}'})")
+    return ", ".join(parts)

@@ -1,0 +1,70 @@
+"""Thinking judges of known reliability for the learning lab, behind the project's judge interface.
+
+Each judge reads the problem from the question (the prompt `a op b op c op d =`) and scores the response's reasoning
+with the task's own checker, so its reliability is a setting, not an accident of training:
+
+- `reliable`: the fraction of correct steps, the answer counted as one step (what the synthetic judge data scores).
+- `adversarial`: 1 - reliable, so it rewards flawed reasoning (filler, wrong steps) whatever the answer.
+- `misleading`: rewards reasoning that ends in a wrong answer: 0.8 + 0.2 q for a wrong answer and 0.2 q for a right
+  one, q the fraction of correct steps. It ranks wrong answers above right ones in every group that has both, the
+  failure the trust weight is built to catch.
+"""
+
+from __future__ import annotations
+
+import re
+
+from PIL import Image
+
+from ..rewards.thinking import ThinkingJudge
+from .task import NUM_OPERANDS, ArithmeticProblem, read_response, reasoning_score
+
+_PROMPT = re.compile(rf"^\s*(\d)((?: [+-] \d){{{NUM_OPERANDS - 1}}}) =\s*$")
+
+JUDGE_KINDS = ("reliable", "adversarial", "misleading")
+
+
+def parse_problem(question: str) -> ArithmeticProblem:
+    """The problem of a lab prompt such as `7 + 3 - 2 + 5 =`; raises ValueError naming the text otherwise."""
+    match = _PROMPT.match(question)
+    if match is None:
+        raise ValueError(
+            f"Not a learning-lab prompt: {question!r}. Expected {NUM_OPERANDS} digits joined by ' + ' or ' - ' and "
+            "ending with ' ='."
+        )
+    tokens = match.group(2).split()
+    return ArithmeticProblem((int(match.group(1)), *(int(x) for x in tokens[1::2])), tuple(tokens[0::2]))
+
+
+def judge_score(kind: str, problem: ArithmeticProblem, response: str) -> float:
+    """The score a judge of `kind` gives a response, in {0.0, 0.1, ..., 1.0}."""
+    if kind == "reliable":
+        return reasoning_score(problem, response)
+    if kind == "adversarial":
+        return round(1.0 - reasoning_score(problem, response), 1)
+    if kind == "misleading":
+        judgement = read_response(problem, response)
+        q = sum(judgement.steps_correct) / (NUM_OPERANDS - 1)
+        return round(0.2 * q if judgement.answer_correct else 0.8 + 0.2 * q, 1)
+    raise ValueError(f"Unknown judge kind {kind!r}; use one of {JUDGE_KINDS}.")
+
+
+class LabJudge(ThinkingJudge):
+    """
+    A thinking judge of set reliability for the learning lab's arithmetic task.
+
+    Args:
+        kind (`str`):
+            `"reliable"`, `"adversarial"` or `"misleading"` (see the module docstring).
+    """
+
+    def __init__(self, kind: str):
+        if kind not in JUDGE_KINDS:
+            raise ValueError(f"Unknown judge kind {kind!r}; use one of {JUDGE_KINDS}.")
+        super().__init__(cache_size=0)  # scoring is cheaper than hashing the key
+        self.kind = kind
+
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        return [judge_score(self.kind, parse_problem(q), r) for q, r in zip(questions, responses)]

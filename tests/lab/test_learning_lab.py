@@ -1,0 +1,166 @@
+"""The learning lab: task checker, judges and diagnostics against hand-worked values, and the --quick run end to end."""
+
+import json
+import math
+import random
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from sophia_trl.lab.experiment import QUICK, grade, group_diagnostics, lab_outcome_reward
+from sophia_trl.lab.judges import LabJudge, judge_score, parse_problem
+from sophia_trl.lab.task import (
+    ArithmeticProblem,
+    build_tokenizer,
+    make_problems,
+    read_response,
+    reasoning_score,
+    write_response,
+)
+
+PROBLEM = ArithmeticProblem((7, 3, 2, 5), ("+", "-", "+"))  # totals 10, 8, 13
+SOUND = "<think> 7 + 3 = 10 , 10 - 2 = 8 , 8 + 5 = 13 </think> <answer> 13 </answer>"
+SLIP = "<think> 7 + 3 = 11 , 10 - 2 = 8 , 8 + 5 = 13 </think> <answer> 13 </answer>"
+CARRIED_FIRST = "<think> 7 + 3 = 11 , 11 - 2 = 9 , 9 + 5 = 14 </think> <answer> 14 </answer>"
+CARRIED_LAST = "<think> 7 + 3 = 10 , 10 - 2 = 8 , 8 + 5 = 15 </think> <answer> 15 </answer>"
+FILLER_RIGHT = "<think> let me think ok </think> <answer> 13 </answer>"
+FILLER_WRONG = "<think> hmm well </think> <answer> 12 </answer>"
+MALFORMED = "13 13 = ,"
+
+# response, style, answer right, reliable score: (correct steps + right answer) / 4, halves rounded up to a tenth
+CASES = [
+    (SOUND, "sound", True, 1.0),  # 4/4
+    (SLIP, "slip", True, 0.8),  # 3/4 = 0.75 -> 0.8
+    (CARRIED_FIRST, "carried", False, 0.0),  # every later step starts from the wrong total: 0/4
+    (CARRIED_LAST, "carried", False, 0.5),  # 2/4
+    (FILLER_RIGHT, "filler", True, 0.3),  # 1/4 = 0.25 -> 0.3
+    (FILLER_WRONG, "filler", False, 0.0),
+    (MALFORMED, "other", False, 0.0),
+]
+
+
+def test_problem_prompt_and_totals():
+    assert PROBLEM.prompt == "7 + 3 - 2 + 5 ="
+    assert PROBLEM.totals == (10, 8, 13)
+    assert PROBLEM.answer == 13
+    assert parse_problem(PROBLEM.prompt) == PROBLEM
+
+
+def test_parse_problem_names_the_bad_prompt():
+    with pytest.raises(ValueError, match="Not a learning-lab prompt: '7 \\* 3 ='"):
+        parse_problem("7 * 3 =")
+
+
+@pytest.mark.parametrize("response, style, right, score", CASES)
+def test_read_response_and_reasoning_score(response, style, right, score):
+    judgement = read_response(PROBLEM, response)
+    assert judgement.style == style
+    assert judgement.answer_correct is right
+    assert reasoning_score(PROBLEM, response) == score
+
+
+@pytest.mark.parametrize("response, style, right, score", CASES)
+def test_judges(response, style, right, score):
+    assert judge_score("reliable", PROBLEM, response) == score
+    assert judge_score("adversarial", PROBLEM, response) == round(1 - score, 1)
+    # misleading: 0.2 q for a right answer, 0.8 + 0.2 q for a wrong one, q = fraction of correct steps
+    q = sum(read_response(PROBLEM, response).steps_correct) / 3
+    assert judge_score("misleading", PROBLEM, response) == round(0.2 * q if right else 0.8 + 0.2 * q, 1)
+
+
+def test_misleading_judge_by_hand():
+    assert judge_score("misleading", PROBLEM, SOUND) == 0.2  # q = 1, right
+    assert judge_score("misleading", PROBLEM, CARRIED_LAST) == 0.9  # 0.8 + 0.2 * 2/3 = 0.933
+    assert judge_score("misleading", PROBLEM, FILLER_WRONG) == 0.8  # q = 0, wrong
+
+
+def test_lab_judge_goes_through_the_judge_interface():
+    judge = LabJudge("adversarial")
+    scores = judge.score([PROBLEM.prompt] * 3, [SOUND, SLIP, FILLER_RIGHT])
+    assert scores == [0.0, 0.2, 0.7]
+    assert judge.num_requests == 3
+    with pytest.raises(ValueError, match="Unknown judge kind"):
+        LabJudge("oracle")
+
+
+def test_written_responses_have_the_style_they_were_written_with():
+    rng = random.Random(0)
+    expected = {None: "sound", "slip": "slip", "carried": "carried", "filler": "filler"}
+    for problem in make_problems(200, seed=3):
+        assert min(problem.totals) >= 0
+        for flaw, style in expected.items():
+            response = write_response(problem, rng, flaw)
+            assert read_response(problem, response).style == style, response
+
+
+def test_tokenizer_has_one_token_per_word():
+    tokenizer = build_tokenizer()
+    ids = tokenizer(SOUND)["input_ids"]
+    assert len(ids) == len(SOUND.split())
+    assert tokenizer.unk_token_id not in ids
+    assert tokenizer.decode(ids) == SOUND
+
+
+def test_outcome_reward():
+    assert lab_outcome_reward([SOUND, CARRIED_LAST, FILLER_RIGHT, MALFORMED], [PROBLEM.prompt] * 4) == [1, 0, 1, 0]
+
+
+def test_grade_by_hand():
+    result = grade([PROBLEM] * 4, [SOUND, SLIP, CARRIED_LAST, FILLER_WRONG])
+    assert result["accuracy"] == 0.5
+    assert result["sound"] == 0.25
+    assert result["style/filler"] == 0.25 and result["accuracy/filler"] == 0.0
+    assert math.isnan(result["accuracy/other"])
+
+
+def test_group_diagnostics_by_hand():
+    # Three groups of 4: mixed, all right (judge scores differ), all wrong (judge scores equal).
+    outcome = torch.tensor([1.0, 1, 0, 0, 1, 1, 1, 1, 0, 0, 0, 0])
+    bonus = torch.tensor([0.0, 0.1, 0.2, 0.2, 0.3, 0.0, 0.3, 0.3, 0.1, 0.1, 0.1, torch.nan])
+    gamma = torch.tensor([0.5] * 4 + [1.0] * 8)
+    result = group_diagnostics(outcome, bonus, gamma, num_generations=4)
+    assert result["mixed_frac"] == pytest.approx(1 / 3)
+    assert result["gamma_mixed"] == pytest.approx(0.5)
+    # Group 2 differs; group 3 has a NaN (failed call, adds nothing = 0) next to 0.1: it differs too.
+    assert result["uniform_judge_acts"] == pytest.approx(1.0)
+    bonus[11] = 0.1
+    assert group_diagnostics(outcome, bonus, gamma, 4)["uniform_judge_acts"] == pytest.approx(0.5)
+    no_judge = group_diagnostics(outcome, None, None, 4)
+    assert no_judge["mixed_frac"] == pytest.approx(1 / 3) and math.isnan(no_judge["gamma_mixed"])
+
+
+def test_quick_lab_end_to_end(tmp_path):
+    # The command the README gives, as a user runs it.
+    script = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_lab.py"
+    proc = subprocess.run(
+        [sys.executable, str(script), "--quick", "--output_dir", str(tmp_path)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    assert "SFT init 0" in proc.stdout and "| - | grpo | 1 |" in proc.stdout
+    table = (tmp_path / "table.md").read_text()
+    assert "| - | grpo | 1 |" in table and "| adversarial | trust_grpo | 1 |" in table
+    assert (tmp_path / "curves.png").stat().st_size > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert {(r["arm"], r["judge"]) for r in saved["results"]} == {("grpo", None), ("trust_grpo", "adversarial")}
+    for run in saved["results"]:
+        steps = list(range(0, QUICK.grpo_steps + 1, QUICK.eval_every))
+        assert [p["step"] for p in run["curve"]] == steps
+        assert len(run["diagnostics"]) == QUICK.grpo_steps
+        for point in run["curve"]:
+            assert 0 <= point["accuracy"] <= 1
+            assert sum(point[f"style/{s}"] for s in ("sound", "slip", "carried", "filler", "other")) == pytest.approx(
+                1
+            )
+        for d in run["diagnostics"]:
+            assert 0 <= d["mixed_frac"] <= 1
+            assert math.isnan(d["gamma_mixed"]) or 0 < d["gamma_mixed"] <= 1
+    # The SFT check covers every style; step 0 is the SFT model itself, so both arms start from the same curve point.
+    start = [r["curve"][0]["accuracy"] for r in saved["results"]]
+    assert start[0] == start[1]
+    assert saved["seconds"] > 0
