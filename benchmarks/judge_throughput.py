@@ -69,7 +69,8 @@ class LoopbackJudgeServer:
     image divided by 255 (so a test can check that the image arrived intact), or 0.5. A marker in the text changes the
     behaviour: `[[error]]` HTTP 500, `[[flaky:k]]` HTTP 500 for the first k attempts of that text then a normal reply,
     `[[garbage]]` a reply without a score, `[[badjson]]` a body that is not JSON, `[[hang]]` a reply only after
-    `hang_time` seconds, `[[unauthorized]]` HTTP 401, `[[badrequest]]` HTTP 400. `GET /v1/models` lists `model`.
+    `hang_time` seconds, `[[unauthorized]]` HTTP 401, `[[badrequest]]` HTTP 400. `GET /v1/models` lists `model`;
+    `GET /health` answers 200.
 
     Args:
         service_time (`float`, *optional*, defaults to `0.0`):
@@ -172,6 +173,9 @@ class LoopbackJudgeServer:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"  # keep-alive, as real servers
+            # Headers and body go out in two writes: with Nagle's algorithm the body waits for the client's delayed
+            # ACK (~40 ms), which would dwarf the service time.
+            disable_nagle_algorithm = True
 
             def log_message(self, *args: Any) -> None:  # keep test output quiet
                 pass
@@ -187,7 +191,9 @@ class LoopbackJudgeServer:
                     pass  # the client gave up (timeout) before the reply
 
             def do_GET(self) -> None:
-                if self.path.rstrip("/").endswith("/models") and not server.list_models:
+                if self.path.rstrip("/") == "/health":
+                    self._send(200, b'{"status": "ok"}')
+                elif self.path.rstrip("/").endswith("/models") and not server.list_models:
                     self._send(500, b'{"error": {"message": "cannot list models"}}')
                 elif self.path.rstrip("/").endswith("/models"):
                     data = {"object": "list", "data": [{"id": server.model, "object": "model", "owned_by": "test"}]}
