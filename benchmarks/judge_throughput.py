@@ -20,12 +20,15 @@ import argparse
 import base64
 import io
 import json
+import multiprocessing
 import re
 import statistics
 import tempfile
 import threading
 import time
 from collections import Counter
+from collections.abc import Iterator
+from contextlib import contextmanager
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from typing import Any
@@ -59,6 +62,12 @@ def decode_data_url(url: str) -> Image.Image:
     if not header.startswith("data:image/") or ";base64" not in header:
         raise ValueError(f"Not a base64 image data URL: {header[:40]!r}")
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+class _ThreadingServer(ThreadingHTTPServer):
+    request_queue_size = 1024  # the default backlog of 5 drops connections when many clients connect at once
+    daemon_threads = True
+    block_on_close = False  # hung handlers must not hold up shutdown
 
 
 class LoopbackJudgeServer:
@@ -104,9 +113,7 @@ class LoopbackJudgeServer:
         self._attempts: Counter[str] = Counter()
         self._in_flight = 0
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler_class())
-        self._server.daemon_threads = True
-        self._server.block_on_close = False  # hung handlers must not hold up shutdown
+        self._server = _ThreadingServer(("127.0.0.1", 0), self._handler_class())
         self.url = f"http://127.0.0.1:{self._server.server_address[1]}/v1"
         self._thread: threading.Thread | None = None
 
@@ -226,24 +233,45 @@ class LoopbackJudgeServer:
 # ---------------------------------------------------------------------------------------------------------------------
 
 
+def _serve_forever(service_time: float, queue: Any) -> None:
+    with LoopbackJudgeServer(service_time=service_time) as server:
+        queue.put(server.url)
+        threading.Event().wait()
+
+
+@contextmanager
+def loopback_server_process(service_time: float) -> Iterator[str]:
+    """A [`LoopbackJudgeServer`] in its own process (as a real server is), so it does not share the client's GIL."""
+    context = multiprocessing.get_context("spawn")
+    queue = context.Queue()
+    process = context.Process(target=_serve_forever, args=(service_time, queue), daemon=True)
+    process.start()
+    try:
+        yield queue.get(timeout=60)
+    finally:
+        process.terminate()
+        process.join(timeout=10)
+
+
 def bench_openai(service_time: float, num_requests: int, concurrencies: list[int]) -> list[dict[str, float]]:
     """Completions per second of OpenAIJudge at each concurrency against the loopback server."""
     from sophia_trl.rewards.thinking import OpenAIJudge
 
     rows = []
     image = Image.new("RGB", (56, 56), (128, 30, 30))
-    with LoopbackJudgeServer(service_time=service_time) as server:
+    # "score=0.5" makes the server answer without decoding the image: the benchmark measures the client.
+    questions = ["How many red shapes are there? score=0.5"] * num_requests
+    responses = [f"<think>step {i}</think><answer>{i}</answer>" for i in range(num_requests)]
+    with loopback_server_process(service_time) as url:
         for concurrency in concurrencies:
             # Distinct responses and no cache: every row is a request.
-            questions = ["How many red shapes are there?"] * num_requests
-            responses = [f"<think>step {i}</think><answer>{i}</answer>" for i in range(num_requests)]
-            with OpenAIJudge(server.url, "judge", max_concurrency=concurrency, cache_size=0, timeout=30) as judge:
-                judge.score(questions[:4], responses[:4], [image] * 4)  # connection set-up
+            with OpenAIJudge(url, "judge", max_concurrency=concurrency, cache_size=0, timeout=30) as judge:
+                judge.score(questions[:4], ["warm-up"] * 4, [image] * 4)  # connection set-up
                 start = time.perf_counter()
                 scores = judge.score(questions, responses, [image] * num_requests)
                 elapsed = time.perf_counter() - start
-            if any(s is None for s in scores):
-                raise RuntimeError(f"{scores.count(None)} requests failed at concurrency {concurrency}.")
+            if any(s != 0.5 for s in scores):
+                raise RuntimeError(f"{sum(s != 0.5 for s in scores)} requests failed at concurrency {concurrency}.")
             rows.append(
                 {
                     "concurrency": concurrency,

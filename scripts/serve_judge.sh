@@ -7,10 +7,11 @@
 #   scripts/serve_judge.sh wait URL [TIMEOUT_SECONDS]                 # poll URL/health until the server answers
 #
 # MODEL is a judge trained with `recipes/thinking_reward.py --judge_type generative` (a local folder or a Hub id);
-# PORT defaults to 8001. The server answers to the model name "judge" (vLLM's --served-model-name; transformers serve
-# hosts MODEL for every request whatever its name), so the trainer is configured with:
+# PORT defaults to 8001. The model name that requests must carry: "judge" with vLLM (--served-model-name judge);
+# MODEL itself, exactly as given here, with transformers serve (it rejects other names with HTTP 400). So:
 #
-#   --judge_backend openai --judge_base_url http://HOST:PORT/v1 --judge_model_name_or_path judge
+#   --judge_backend openai --judge_base_url http://HOST:PORT/v1 --judge_model_name_or_path judge   # vllm
+#   --judge_backend openai --judge_base_url http://HOST:PORT/v1 --judge_model_name_or_path MODEL   # transformers
 #
 # Environment:
 #   HOST                     listen address (default 127.0.0.1; 0.0.0.0 to accept other machines)
@@ -27,7 +28,7 @@
 set -euo pipefail
 
 usage() {
-    sed -n '2,12p' "$0" | sed 's/^# \{0,1\}//' >&2
+    sed -n '2,14p' "$0" | sed 's/^# \{0,1\}//' >&2
     exit 2
 }
 

@@ -896,7 +896,11 @@ class OpenAIJudge(ThinkingJudge):
                 logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
                 continue
             if status >= 400:
-                logger.warning("The judge server rejected a request (HTTP %d); its score is None.", status)
+                logger.warning(
+                    "The judge server rejected a request (HTTP %d: %s); its score is None.",
+                    status,
+                    response.text[:300],
+                )
                 return None
             try:
                 return parse_score(response.json()["choices"][0]["message"]["content"])

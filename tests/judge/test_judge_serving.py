@@ -77,7 +77,9 @@ def test_transformers_serve_hosts_the_judge(constant_judge_dir, tmp_path):
         except AssertionError as err:
             raise AssertionError(f"{err}\n{log_path.read_text()[-3000:]}") from None
 
-        with OpenAIJudge(f"{url}/v1", "judge", timeout=60, max_retries=1, max_concurrency=4, cache_size=0) as judge:
+        # transformers serve answers only to the model path it was started with.
+        model = str(constant_judge_dir)
+        with OpenAIJudge(f"{url}/v1", model, timeout=60, max_retries=1, max_concurrency=4, cache_size=0) as judge:
             judge.check_server()
             start = time.perf_counter()
             scores = judge.score(QUESTIONS, RESPONSES, IMAGES)
