@@ -132,8 +132,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="outputs/demo", help="Where every stage writes (YAML paths match).")
     parser.add_argument("--judge_type", choices=["generative", "scalar"], default="generative")
-    parser.add_argument("--grpo_steps", type=int, default=20, help="Trust-GRPO steps (stage 2).")
-    parser.add_argument("--warm_start_steps", type=int, default=60, help="SFT steps of the policy warm start.")
+    parser.add_argument("--grpo_steps", type=int, default=16, help="Trust-GRPO steps (stage 2).")
+    parser.add_argument("--judge_steps", type=int, default=30, help="Training steps of the judge (stage 1).")
+    parser.add_argument("--warm_start_steps", type=int, default=100, help="SFT steps of the policy warm start.")
     parser.add_argument("--eval_prompts", type=int, default=16, help="Held-out prompts for the before/after report.")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
@@ -175,6 +176,7 @@ def main() -> None:
             f"--model_name_or_path={out / 'judge-base'}",
             f"--dataset_name={out / 'data' / 'thinking'}",
             f"--output_dir={out / 'judge'}",
+            f"--max_steps={args.judge_steps}",
         ],
         logs / "stage1_thinking_reward.log",
     )
@@ -202,8 +204,8 @@ def main() -> None:
     t = time.time()
     logger.info("Step 6 - report")
     test = load_from_disk(out / "data" / "synthetic")["test"].select(range(args.eval_prompts))
-    before = sampled_rewards(out / "policy", test, num_samples=4, max_new_tokens=160)
-    after = sampled_rewards(out / "trust-grpo", test, num_samples=4, max_new_tokens=160)
+    before = sampled_rewards(out / "policy", test, num_samples=4, max_new_tokens=128)
+    after = sampled_rewards(out / "trust-grpo", test, num_samples=4, max_new_tokens=128)
     judge_metrics = json.loads((out / "judge" / "judge_eval_results.json").read_text())
     state = json.loads((out / "trust-grpo" / "trainer_state.json").read_text())
     trust = trust_summary(state["log_history"])
