@@ -3,13 +3,18 @@
 from __future__ import annotations
 
 import logging
+import os
+from pathlib import Path
 from typing import Any, Protocol
 
 import torch
 from accelerate.utils import gather
 from trl import GRPOTrainer
+from trl.trainer.utils import get_trackio_space_url
 
 from .configs import TrustGRPOConfig
+from .hub import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
+from .logging_utils import log_completions_table, table_backends
 from .trust import annealed_alpha, official_preset_masks, thinking_bonus, trust_weights
 
 logger = logging.getLogger(__name__)
@@ -60,8 +65,8 @@ class TrustGRPOTrainer(GRPOTrainer):
     """
     Trainer for Trust-GRPO (SophiaVL-R1, arXiv 2505.17018).
 
-    The only change with respect to [`trl.GRPOTrainer`] is how rewards are combined; generation, the loss, logging and
-    checkpointing are inherited. The first reward function is the outcome reward: it decides which completions are
+    The only change to training with respect to [`trl.GRPOTrainer`] is how rewards are combined; generation, the loss
+    and checkpointing are inherited. The first reward function is the outcome reward: it decides which completions are
     correct (outcome >= `correct_threshold`). Once the outcome rewards of the whole batch are gathered, the trainer asks
     `thinking_judge` to score the reasoning, computes each group's trust weight gamma and adds
 
@@ -77,9 +82,14 @@ class TrustGRPOTrainer(GRPOTrainer):
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
     every process computes the same weights even when a prompt's group is split across processes.
 
+    Two reporting hooks are overridden too: `log`, so that wandb and trackio get a completions table they accept for
+    VLM prompts (with the image, the outcome and thinking rewards and gamma, see `sophia_trl.logging_utils`), and
+    `create_model_card`, so that saves and `push_to_hub` write a card with the Trust-GRPO settings (`sophia_trl.hub`).
+
     Written against TRL 1.16.0's `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`,
     which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs), and `_generate(prompts)`,
-    whose 7th output is the per-row image lists.
+    whose 7th output is the per-row image lists, and `log`, which draws its completions table for the backends in
+    `args.report_to` from `self._logs`.
 
     Args:
         model, reward_funcs, args, **kwargs:
@@ -96,6 +106,7 @@ class TrustGRPOTrainer(GRPOTrainer):
 
     _tag_names = ["trl", "grpo", "trust-grpo", "sophia-trl"]
     _name = "TrustGRPO"
+    _paper = SOPHIAVL_R1_PAPER
 
     def __init__(self, model, reward_funcs, args: TrustGRPOConfig | None = None, thinking_judge=None, **kwargs):
         if args is not None and not isinstance(args, TrustGRPOConfig):
@@ -194,3 +205,54 @@ class TrustGRPOTrainer(GRPOTrainer):
         self._log_completion_extra("thinking_reward_raw", thinking[local].tolist())
         self._log_completion_extra("trust_gamma", gamma.repeat_interleave(num_generations)[local].tolist())
         return rewards_per_func
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # TRL 1.16 logs its completions table with the prompts as message lists, which wandb rejects for VLM prompts
+        # ("Data row contained incompatible types"): hide wandb/trackio from TRL's table and log a text table instead.
+        # Metrics still reach every backend through the Trainer callbacks, which do not read report_to after __init__.
+        backends = table_backends(self.args.report_to) if self.log_completions else []
+        if not backends:
+            return super().log(logs, start_time)
+        report_to = self.args.report_to
+        self.args.report_to = [backend for backend in report_to if backend not in backends]
+        try:
+            super().log(logs, start_time)
+        finally:
+            self.args.report_to = report_to
+        if self.accelerator.is_main_process:
+            log_completions_table(
+                self._logs,
+                self.state.global_step,
+                self.reward_func_names,
+                backends,
+                unique_prompts=self.log_unique_prompts,
+                with_images=self.log_multimodal,
+            )
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ) -> None:
+        """Writes `README.md` in `output_dir`: the method, the run's Trust-GRPO settings, the judge and the paper
+        (`sophia_trl.hub.trust_grpo_model_card`). `push_to_hub` and checkpoint saves call it."""
+        if not self.is_world_process_zero():
+            return
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        wandb_run = None
+        if "wandb" in (self.args.report_to or []):
+            import wandb
+
+            wandb_run = wandb.run
+        card = trust_grpo_model_card(
+            self.args,
+            model_name=model_name or (self.args.hub_model_id or Path(self.args.output_dir).name).split("/")[-1],
+            total_steps=self.state.max_steps,
+            base_model=getattr(self.model.config, "_name_or_path", None),
+            hub_model_id=self.hub_model_id,
+            dataset_name=dataset_name,
+            judge=describe_judge(self.thinking_judge),
+            reward_names=[name for name in self.reward_func_names if name != THINKING_REWARD_NAME],
+            tags=[*self._tag_names, *tags],
+            wandb_url=wandb_run.url if wandb_run is not None else None,
+            trackio_url=get_trackio_space_url(),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))

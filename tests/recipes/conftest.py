@@ -33,3 +33,124 @@ def one_torch_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+def parity_outcome(completions, **kwargs):
+    """Outcome reward for the logging and Hub tests: 1 when the completion's text has an even number of characters."""
+    from sophia_trl.grpo_trainer import response_of
+
+    return [float(len(response_of(c)) % 2 == 0) for c in completions]
+
+
+class AdversarialJudge:
+    """Scores 1 the reasoning of the completions `parity_outcome` calls wrong and 0 the others, so every group with
+    right and wrong completions has mu_c = 0 < mu_w = 1 and a trust weight gamma = exp(-1)."""
+
+    def score(self, questions, responses, images=None):
+        return [float(len(r) % 2 == 1) for r in responses]
+
+
+class HubCalls:
+    """Records the Hub calls of `HfApi.create_repo` and `HfApi.upload_folder` instead of making them."""
+
+    def __init__(self):
+        self.create_repo: list[dict] = []
+        self.upload_folder: list[dict] = []
+
+    def install(self, monkeypatch):
+        from huggingface_hub import CommitInfo, HfApi, RepoUrl
+
+        def create_repo(api, repo_id, **kwargs):
+            self.create_repo.append({"repo_id": repo_id, **kwargs})
+            return RepoUrl(f"https://huggingface.co/{repo_id}")
+
+        def upload_folder(api, *, repo_id, folder_path, **kwargs):
+            from pathlib import Path
+
+            files = sorted(str(p.relative_to(folder_path)) for p in Path(folder_path).rglob("*") if p.is_file())
+            self.upload_folder.append({"repo_id": repo_id, "folder_path": str(folder_path), "files": files, **kwargs})
+            return CommitInfo(
+                commit_url=f"https://huggingface.co/{repo_id}/commit/0",
+                commit_message=kwargs.get("commit_message") or "",
+                commit_description="",
+                oid="0" * 40,
+            )
+
+        monkeypatch.setattr(HfApi, "create_repo", create_repo)
+        monkeypatch.setattr(HfApi, "upload_folder", upload_folder)
+        return self
+
+
+HUB_REPO = "me/tiny-trust-grpo"
+DATASET_ID = "sophia-trl/synthetic-shapes"
+
+
+@pytest.fixture(scope="session")
+def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tmp_path_factory):
+    """
+    Two Trust-GRPO steps on the tiny VLM with wandb (offline) and trackio (local) logging, completions tables on, then
+    `push_to_hub` with the Hub calls recorded. Returns (trainer, output_dir, wandb_dir, trackio_dir, hub_calls).
+    """
+    import torch
+    from datasets import load_from_disk
+    from transformers import AutoProcessor
+
+    from sophia_trl.configs import TrustGRPOConfig
+    from sophia_trl.grpo_trainer import TrustGRPOTrainer
+
+    root = tmp_path_factory.mktemp("logged-run")
+    output_dir, wandb_dir, trackio_dir = root / "out", root / "wandb", root / "trackio"
+    wandb_dir.mkdir()
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    with pytest.MonkeyPatch.context() as monkeypatch:
+        monkeypatch.setenv("WANDB_MODE", "offline")
+        monkeypatch.setenv("WANDB_DIR", str(wandb_dir))
+        monkeypatch.setenv("WANDB_DATA_DIR", str(wandb_dir / "data"))  # where wandb stages a table's images
+        monkeypatch.setenv("WANDB_SILENT", "true")
+        monkeypatch.setenv("TRACKIO_DIR", str(trackio_dir))
+        import sys
+
+        # trackio reads TRACKIO_DIR once, at import, into several modules: point all of them at the test's folder.
+        for name, module in list(sys.modules.items()):
+            if name.startswith("trackio") and hasattr(module, "TRACKIO_DIR"):
+                monkeypatch.setattr(module, "TRACKIO_DIR", trackio_dir)
+        calls = HubCalls().install(monkeypatch)
+        args = TrustGRPOConfig(
+            output_dir=str(output_dir),
+            use_cpu=True,
+            bf16=False,
+            activation_checkpointing=False,
+            max_steps=2,
+            per_device_train_batch_size=8,
+            num_generations=4,
+            max_completion_length=8,
+            learning_rate=1e-4,
+            logging_steps=1,
+            save_strategy="no",
+            report_to=["wandb", "trackio"],
+            log_completions=True,
+            push_to_hub=True,
+            hub_model_id=HUB_REPO,
+            seed=0,
+        )
+        trainer = TrustGRPOTrainer(
+            model=str(tiny_vlm_dir),
+            reward_funcs=[parity_outcome],
+            thinking_judge=AdversarialJudge(),
+            args=args,
+            train_dataset=load_from_disk(str(synthetic_data_dir))["train"],
+            processing_class=AutoProcessor.from_pretrained(tiny_vlm_dir, padding_side="left"),
+        )
+        trainer.train()
+        # trackio's callback copies the dashboard to a Hub Space when the model is pushed (a network call that needs
+        # a token): not what this test is about.
+        from transformers.integrations import TrackioCallback
+
+        trainer.remove_callback(TrackioCallback)
+        trainer.push_to_hub(dataset_name=DATASET_ID, tags=["sophia-trl", "trust-grpo"])
+        import wandb
+
+        wandb.finish()  # trackio's callback already finished its run at the end of training
+    torch.set_num_threads(threads)
+    return trainer, output_dir, wandb_dir, trackio_dir, calls
