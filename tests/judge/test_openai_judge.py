@@ -119,8 +119,9 @@ def test_api_key_from_environment_is_sent_not_logged(loopback_server, monkeypatc
     assert "failed 2 times" in caplog.text
 
 
-def test_concurrency_bound_and_wall_time(loopback_server):
-    service_time, n, concurrency = 0.25, 16, 4
+@pytest.mark.parametrize("n, concurrency", [(16, 4), (48, 12)])  # 12 slots span two connection pools of 8
+def test_concurrency_bound_and_wall_time(loopback_server, n, concurrency):
+    service_time = 0.25
     server = loopback_server(service_time=service_time)
     with make_judge(server, max_concurrency=concurrency, timeout=5.0) as judge:
         start = time.perf_counter()
@@ -128,7 +129,7 @@ def test_concurrency_bound_and_wall_time(loopback_server):
         elapsed = time.perf_counter() - start
     assert scores == [0.3] * n
     assert server.max_in_flight == concurrency
-    expected = n / concurrency * service_time  # 1.0 s; one at a time would take 4.0 s
+    expected = n / concurrency * service_time  # 1.0 s; one at a time would take 4.0 s (12.0 s)
     assert expected <= elapsed < expected + 0.8
 
 
