@@ -1,0 +1,165 @@
+# Copyright 2026 The sophia-trl Authors. Licensed under the Apache License, Version 2.0.
+"""Wait until a judge server answers, then check that it scores a response, before a Trust-GRPO run starts.
+
+A judge server (`vllm serve`, `transformers serve`) takes minutes to load its model; a run that starts before it is up
+would score its first batches with NaN. This script polls the server's model list until it answers, within a bounded
+time, then sends one judge request (a question, a response and a small image) and checks that the reply holds a
+score. It exits with a clear message and a non-zero code when:
+
+- 1: the server did not answer within `--timeout` seconds;
+- 2: the server refused the request (wrong API key, unknown model or URL);
+- 3: the server process (`--server_pid`) exited while we waited: read its log;
+- 4: the server answers but its reply holds no score (not a thinking judge, or a wrong prompt format).
+
+```bash
+python scripts/check_judge_server.py --base_url http://127.0.0.1:8001/v1 --model judge --timeout 900
+```
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+import time
+
+from PIL import Image
+
+from sophia_trl.rewards.thinking import JudgeServerError, OpenAIJudge
+
+logger = logging.getLogger(__name__)
+
+PROBE_QUESTION = "How many circles are in the image?"
+PROBE_RESPONSE = "<think>I look at the image and count the circles one by one: there are 2.</think><answer>2</answer>"
+EXIT_TIMEOUT, EXIT_REFUSED, EXIT_DIED, EXIT_NO_SCORE = 1, 2, 3, 4
+
+
+class JudgeServerCheckError(RuntimeError):
+    """The judge server is not ready; `exit_code` says why (see the module docstring)."""
+
+    def __init__(self, message: str, exit_code: int):
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def _process_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    return True
+
+
+def wait_for_judge_server(
+    base_url: str,
+    model: str,
+    timeout: float = 900.0,
+    poll_interval: float = 2.0,
+    request_timeout: float = 10.0,
+    server_pid: int | None = None,
+    check_score: bool = True,
+) -> float | None:
+    """
+    Poll the judge server until it lists its models, then score one probe response.
+
+    Args:
+        base_url (`str`):
+            The server's OpenAI API root, e.g. `"http://127.0.0.1:8001/v1"`.
+        model (`str`):
+            The served model name.
+        timeout (`float`, *optional*, defaults to `900.0`):
+            Seconds to wait for the server in all (loading a 3B judge with vLLM takes a few minutes).
+        poll_interval (`float`, *optional*, defaults to `2.0`):
+            Seconds between two polls.
+        request_timeout (`float`, *optional*, defaults to `10.0`):
+            Seconds allowed for one poll or probe request.
+        server_pid (`int` or `None`, *optional*, defaults to `None`):
+            Process id of the server, when this machine started it: stop waiting as soon as it exits.
+        check_score (`bool`, *optional*, defaults to `True`):
+            Send the probe judge request once the server is up.
+
+    Returns:
+        `float` or `None`: The probe's score (`None` when `check_score` is `False`).
+
+    Raises:
+        [`JudgeServerCheckError`]: The server is not ready; its `exit_code` says why.
+    """
+    deadline = time.monotonic() + timeout
+    judge = OpenAIJudge(base_url, model, timeout=min(request_timeout, timeout), max_retries=1, cache_size=0)
+    try:
+        while True:
+            if server_pid is not None and not _process_alive(server_pid):
+                raise JudgeServerCheckError(
+                    f"The judge server process {server_pid} exited before answering at {base_url}: read its log.",
+                    EXIT_DIED,
+                )
+            try:
+                models = judge.check_server()
+                break
+            except JudgeServerError as err:
+                raise JudgeServerCheckError(str(err), EXIT_REFUSED) from err
+            except ConnectionError:
+                if time.monotonic() + poll_interval > deadline:
+                    raise JudgeServerCheckError(
+                        f"The judge server at {base_url} did not answer within {timeout:.0f} s. Check that it was "
+                        "started (scripts/serve_judge.sh), that the URL and port are right, and read its log; a large "
+                        "model may need a longer --timeout.",
+                        EXIT_TIMEOUT,
+                    ) from None
+                time.sleep(poll_interval)
+        logger.info("The judge server at %s is up (models: %s).", base_url, models or "not listed")
+        if not check_score:
+            return None
+        try:
+            [score] = judge.score([PROBE_QUESTION], [PROBE_RESPONSE], [Image.new("RGB", (56, 56), "white")])
+        except JudgeServerError as err:
+            raise JudgeServerCheckError(str(err), EXIT_REFUSED) from err
+        if score is None:
+            raise JudgeServerCheckError(
+                f"The judge server at {base_url} answers, but its reply to a judge request holds no score (or the "
+                f"request failed). Check that {model!r} is a thinking judge (it must answer <answer>score</answer>) "
+                "and that the server accepts images (vLLM: --limit-mm-per-prompt).",
+                EXIT_NO_SCORE,
+            )
+        logger.info("The judge scored the probe response %.2f.", score)
+        return score
+    finally:
+        judge.close()
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "--base_url", required=True, help="OpenAI API root of the judge, e.g. http://127.0.0.1:8001/v1"
+    )
+    parser.add_argument("--model", default="judge", help="Served model name (default: judge).")
+    parser.add_argument("--timeout", type=float, default=900.0, help="Seconds to wait in all (default: 900).")
+    parser.add_argument("--poll_interval", type=float, default=2.0, help="Seconds between polls (default: 2).")
+    parser.add_argument("--server_pid", type=int, help="Stop waiting when this process (the server) exits.")
+    parser.add_argument("--no_score_check", action="store_true", help="Only wait for the server, send no probe.")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    try:
+        score = wait_for_judge_server(
+            args.base_url,
+            args.model,
+            timeout=args.timeout,
+            poll_interval=args.poll_interval,
+            server_pid=args.server_pid,
+            check_score=not args.no_score_check,
+        )
+    except JudgeServerCheckError as err:
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+    print(
+        f"The judge server at {args.base_url} is ready"
+        + (f" (probe score {score:.2f})." if score is not None else ".")
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
