@@ -10,7 +10,16 @@ from pathlib import Path
 import pytest
 import torch
 
-from sophia_trl.lab.experiment import QUICK, grade, group_diagnostics, lab_outcome_reward
+from sophia_trl.lab.experiment import (
+    QUICK,
+    LabConfig,
+    RunSpec,
+    build_policy,
+    grade,
+    group_diagnostics,
+    lab_outcome_reward,
+    run_arm,
+)
 from sophia_trl.lab.judges import LabJudge, judge_score, parse_problem
 from sophia_trl.lab.task import (
     ArithmeticProblem,
@@ -132,6 +141,20 @@ def test_group_diagnostics_by_hand():
     assert no_judge["mixed_frac"] == pytest.approx(1 / 3) and math.isnan(no_judge["gamma_mixed"])
 
 
+def test_run_arm_smoke(tmp_path):
+    # One Trust-GRPO arm for 2 steps from an untrained policy, in this process: trainer, judge, diagnostics, evaluation.
+    tokenizer = build_tokenizer()
+    build_policy(tokenizer, seed=0).save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    config = LabConfig(grpo_steps=2, eval_every=1, eval_prompts=8, prompts_per_step=2, max_completion_length=8)
+    spec = RunSpec("trust_grpo", "adversarial", 0, 0, str(tmp_path / "policy"), str(tmp_path / "run"), config)
+    result = run_arm(spec)
+    assert [p["step"] for p in result["curve"]] == [0, 1, 2]
+    assert [d["step"] for d in result["diagnostics"]] == [0, 1]
+    assert json.loads((tmp_path / "run" / "result.json").read_text())["arm"] == "trust_grpo"
+
+
+@pytest.mark.slow
 def test_quick_lab_end_to_end(tmp_path):
     # The command the README gives, as a user runs it.
     script = Path(__file__).resolve().parents[2] / "benchmarks" / "learning_lab.py"
