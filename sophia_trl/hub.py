@@ -148,6 +148,23 @@ def _framework_versions() -> str:
     )
 
 
+def _card_footer() -> str:
+    """Framework versions and citations, the end of every card."""
+    return f"""### Framework versions
+
+{_framework_versions()}
+
+## Citations
+
+```bibtex
+{SOPHIAVL_R1_PAPER["citation"]}
+```
+
+```bibtex
+{TRL_CITATION}
+```"""
+
+
 def _card(card_data: ModelCardData, body: str) -> ModelCard:
     return ModelCard(f"---\n{card_data.to_yaml()}\n---\n\n{body.strip()}\n")
 
@@ -266,19 +283,7 @@ print(processor.decode(output[0, inputs["input_ids"].shape[1]:], skip_special_to
 
 or, with sophia-trl: `python scripts/infer.py --model {repo} --image image.png --question "How many circles are there?"`.
 
-### Framework versions
-
-{_framework_versions()}
-
-## Citations
-
-```bibtex
-{SOPHIAVL_R1_PAPER["citation"]}
-```
-
-```bibtex
-{TRL_CITATION}
-```
+{_card_footer()}
 """
     return _card(card_data, body)
 
@@ -370,19 +375,7 @@ Use it as the judge of `recipes/grpo.py` (`judge_backend: transformers`, `scalar
 
 {usage}
 
-### Framework versions
-
-{_framework_versions()}
-
-## Citations
-
-```bibtex
-{SOPHIAVL_R1_PAPER["citation"]}
-```
-
-```bibtex
-{TRL_CITATION}
-```
+{_card_footer()}
 """
     return _card(card_data, body)
 

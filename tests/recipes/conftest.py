@@ -120,7 +120,7 @@ def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tmp_path_factory):
             output_dir=str(output_dir),
             use_cpu=True,
             bf16=False,
-            activation_checkpointing=False,
+            gradient_checkpointing=False,
             max_steps=2,
             per_device_train_batch_size=8,
             num_generations=4,
