@@ -23,6 +23,7 @@ import datasets
 import torch
 import transformers
 from accelerate import PartialState
+from peft import PeftModel
 from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
@@ -36,6 +37,10 @@ logger = logging.getLogger(__name__)
 
 # Reward functions by the names used in `reward_funcs`; the first one listed is the outcome reward.
 REWARD_FUNCS = {"outcome": outcome_reward, "format": format_reward}
+
+
+def is_peft_model(model) -> bool:
+    return isinstance(model, PeftModel)
 
 
 def get_reward_funcs(script_args: TrustGRPOScriptArguments) -> list:
@@ -202,7 +207,8 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         trainer.create_model_card(dataset_name=script_args.dataset_name, tags=["sophia-trl", "trust-grpo"])
         # Restore the KV cache for fast inference after training with gradient checkpointing.
         trainer.model.config.use_cache = True
-        trainer.model.config.save_pretrained(training_args.output_dir)
+        if not is_peft_model(trainer.model):  # a LoRA run saves an adapter folder: a config.json would hide it
+            trainer.model.config.save_pretrained(training_args.output_dir)
     if training_args.push_to_hub:
         logger.info("Pushing to the Hub...")
         trainer.push_to_hub(dataset_name=script_args.dataset_name, tags=["sophia-trl", "trust-grpo"])

@@ -128,6 +128,12 @@ class TrustGRPOTrainer(GRPOTrainer):
                 args.reward_weights = [*args.reward_weights, 1.0]
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
 
+    def _generate_and_score_completions(self, inputs):
+        # A batch whose rows all have `image=None` would reach the processor as a list of Nones: treat it as text-only.
+        if inputs and "image" in inputs[0] and all(x["image"] is None for x in inputs):
+            inputs = [{k: v for k, v in x.items() if k != "image"} for x in inputs]
+        return super()._generate_and_score_completions(inputs)
+
     def _generate(self, prompts: list):
         # TRL 1.16 marks the text-only rows of a mixed batch with `None` images, which the processor call in
         # `_generate_and_score_completions` rejects; an empty image list per row keeps mixed batches working.

@@ -217,11 +217,11 @@ def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
     assert alphas[-2:] == pytest.approx([0.3 * math.exp(-0.5), 0.3 * math.exp(-0.75)])
 
 
-@pytest.mark.parametrize("column", ["image", "images"])
-def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column):
+@pytest.mark.parametrize("column, all_text", [("image", False), ("images", False), ("image", True)])
+def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column, all_text):
     red = Image.new("RGB", (56, 56), "red")
     empty = None if column == "image" else []
-    images = [red if column == "image" else [red], empty] * 2
+    images = [empty if all_text else (red if column == "image" else [red]), empty] * 2
     dataset = Dataset.from_dict({"prompt": [[{"role": "user", "content": f"q{i}"}] for i in range(4)], column: images})
 
     class ImageCheckingJudge:
@@ -237,4 +237,4 @@ def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column):
     trainer.train()
     assert len(trainer.records) == 2
     # Rows 0 and 2 have an image, rows 1 and 3 are text-only; the judge sees exactly that.
-    assert {q: has for q, has in judge.seen} == {"q0": True, "q1": False, "q2": True, "q3": False}
+    assert {q: has for q, has in judge.seen} == {"q0": not all_text, "q1": False, "q2": not all_text, "q3": False}
