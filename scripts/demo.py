@@ -133,7 +133,7 @@ def main() -> None:
     parser.add_argument("--output_dir", default="outputs/demo", help="Where every stage writes (YAML paths match).")
     parser.add_argument("--judge_type", choices=["generative", "scalar"], default="generative")
     parser.add_argument("--grpo_steps", type=int, default=16, help="Trust-GRPO steps (stage 2).")
-    parser.add_argument("--judge_steps", type=int, default=30, help="Training steps of the judge (stage 1).")
+    parser.add_argument("--judge_steps", type=int, default=None, help="Judge training steps (default: the YAML's).")
     parser.add_argument("--warm_start_steps", type=int, default=100, help="SFT steps of the policy warm start.")
     parser.add_argument("--eval_prompts", type=int, default=16, help="Held-out prompts for the before/after report.")
     args = parser.parse_args()
@@ -176,7 +176,7 @@ def main() -> None:
             f"--model_name_or_path={out / 'judge-base'}",
             f"--dataset_name={out / 'data' / 'thinking'}",
             f"--output_dir={out / 'judge'}",
-            f"--max_steps={args.judge_steps}",
+            *([f"--max_steps={args.judge_steps}"] if args.judge_steps else []),
         ],
         logs / "stage1_thinking_reward.log",
     )
