@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow quality style eval clean
+.PHONY: setup demo test test-slow quality style eval lab clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -39,6 +39,9 @@ style: setup
 # make eval MODEL=outputs/<run> [BENCH=mathvista,mmstar] [EVAL_OUT=results/eval.json]
 eval: setup
 	$(PY) eval/evaluate.py --model $(MODEL) --benchmark $(or $(BENCH),all) --output $(or $(EVAL_OUT),results/eval.json)
+
+lab: setup
+	$(PY) benchmarks/learning_lab.py --output_dir outputs/learning_lab
 
 clean:
 	rm -rf outputs .pytest_cache
