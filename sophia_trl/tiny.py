@@ -133,7 +133,8 @@ def build_tiny_processor(tokenizer: PreTrainedTokenizerFast | None = None) -> Qw
 def build_tiny_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 256) -> Qwen2_5_VLConfig:
     """A 2-layer text model and a 2-block vision tower; `mrope_section` sums to head_dim / 2 as the model requires."""
     num_heads = 4
-    head_dim = hidden_size // num_heads  # 64 -> mrope sections must sum to 32
+    half = hidden_size // num_heads // 2  # the temporal, height and width rope sections must sum to head_dim / 2
+    mrope_section = [half // 4, 3 * half // 8, half - half // 4 - 3 * half // 8]  # [8, 12, 12] for hidden 256
     ids = {t: tokenizer.convert_tokens_to_ids(t) for t in SPECIAL_TOKENS}
     return Qwen2_5_VLConfig(
         text_config={
@@ -144,7 +145,7 @@ def build_tiny_config(tokenizer: PreTrainedTokenizerFast, hidden_size: int = 256
             "num_attention_heads": num_heads,
             "num_key_value_heads": 2,
             "max_position_embeddings": 4096,
-            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": [8, 12, 12]},
+            "rope_parameters": {"rope_type": "default", "rope_theta": 10000.0, "mrope_section": mrope_section},
             "tie_word_embeddings": True,
             "bos_token_id": ids["<|endoftext|>"],
             "eos_token_id": ids["<|im_end|>"],
