@@ -20,17 +20,16 @@ import os
 import sys
 
 import datasets
-import torch
 import transformers
-from accelerate import PartialState
 from peft import PeftModel
-from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers import AutoModelForImageTextToText, set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_peft_config, get_quantization_config
+from trl import ModelConfig, TrlParser, get_peft_config
 
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
 from sophia_trl.data import load_dataset_from_name_or_path
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.model_utils import load_processor, model_init_kwargs
 from sophia_trl.rewards import format_reward, outcome_reward
 
 logger = logging.getLogger(__name__)
@@ -78,35 +77,8 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
     return thinking.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens)
 
 
-def get_processor(model_args: ModelConfig, script_args: TrustGRPOScriptArguments):
-    """The model's processor; fails if it has no image processor (a VLM must not silently train as text-only)."""
-    pixel_bounds = {k: v for k in ("min_pixels", "max_pixels") if (v := getattr(script_args, k)) is not None}
-    processor = AutoProcessor.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, padding_side="left", **pixel_bounds
-    )
-    if getattr(processor, "image_processor", None) is None:
-        raise RuntimeError(
-            f"AutoProcessor.from_pretrained({model_args.model_name_or_path!r}) returned {type(processor).__name__} "
-            "without an image processor, so images would be dropped. Qwen2-VL/Qwen2.5-VL processors need torchvision "
-            "installed at the version matching torch (see requirements.txt)."
-        )
-    return processor
-
-
 def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    quantization_config = get_quantization_config(model_args)
-    device_map = None
-    if quantization_config is not None and torch.cuda.is_available():
-        device_map = {"": PartialState().local_process_index}
-    return AutoModelForImageTextToText.from_pretrained(
-        model_args.model_name_or_path,
-        revision=model_args.model_revision,
-        dtype=dtype,
-        attn_implementation=model_args.attn_implementation,
-        quantization_config=quantization_config,
-        device_map=device_map,
-    )
+    return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **model_init_kwargs(model_args))
 
 
 def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, model_args: ModelConfig) -> None:
@@ -164,7 +136,7 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     ################
     # Processor and model
     ################
-    processor = get_processor(model_args, script_args)
+    processor = load_processor(model_args, script_args.min_pixels, script_args.max_pixels, padding_side="left")
     model = get_model(model_args, training_args)
 
     ################

@@ -35,11 +35,9 @@ import sys
 from dataclasses import dataclass, field
 
 import datasets
-import torch
 import transformers
 import yaml
-from accelerate import PartialState
-from transformers import AutoModelForImageTextToText, AutoProcessor, set_seed
+from transformers import AutoModelForImageTextToText, set_seed
 from transformers.trainer_utils import get_last_checkpoint
 from trl import (
     ModelConfig,
@@ -48,10 +46,10 @@ from trl import (
     SFTTrainer,
     TrlParser,
     get_peft_config,
-    get_quantization_config,
 )
 
 from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.model_utils import load_processor, model_init_kwargs
 from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
 from sophia_trl.rewards.thinking import (
     ScalarJudge,
@@ -106,36 +104,6 @@ class ThinkingRewardScriptArguments(ScriptArguments):
             raise ValueError(f"judge_type={self.judge_type!r} is not one of {JUDGE_TYPES}.")
         if self.dataset_name is None:
             raise ValueError("dataset_name is required: a folder written by data_prep/*.py, a data file or a Hub id.")
-
-
-def get_processor(model_args: ModelConfig, script_args: ThinkingRewardScriptArguments):
-    """The model's processor; fails if it has no image processor (images would be dropped silently)."""
-    pixel_bounds = {k: v for k in ("min_pixels", "max_pixels") if (v := getattr(script_args, k)) is not None}
-    processor = AutoProcessor.from_pretrained(
-        model_args.model_name_or_path, revision=model_args.model_revision, **pixel_bounds
-    )
-    if getattr(processor, "image_processor", None) is None:
-        raise RuntimeError(
-            f"AutoProcessor.from_pretrained({model_args.model_name_or_path!r}) returned {type(processor).__name__} "
-            "without an image processor, so images would be dropped. Qwen2-VL/Qwen2.5-VL processors need torchvision "
-            "installed at the version matching torch (see requirements.txt)."
-        )
-    return processor
-
-
-def get_model_init_kwargs(model_args: ModelConfig) -> dict:
-    dtype = model_args.dtype if model_args.dtype in ("auto", None) else getattr(torch, model_args.dtype)
-    quantization_config = get_quantization_config(model_args)
-    device_map = None
-    if quantization_config is not None and torch.cuda.is_available():
-        device_map = {"": PartialState().local_process_index}
-    return {
-        "revision": model_args.model_revision,
-        "dtype": dtype,
-        "attn_implementation": model_args.attn_implementation,
-        "quantization_config": quantization_config,
-        "device_map": device_map,
-    }
 
 
 def main(
@@ -193,8 +161,8 @@ def main(
     ################
     # Processor, model and trainer
     ################
-    processor = get_processor(model_args, script_args)
-    model_init_kwargs = get_model_init_kwargs(model_args)
+    processor = load_processor(model_args, script_args.min_pixels, script_args.max_pixels)
+    init_kwargs = model_init_kwargs(model_args)
     peft_config = get_peft_config(model_args)
     if script_args.judge_type == "generative":
         if not isinstance(training_args, SFTConfig):
@@ -207,7 +175,7 @@ def main(
             if eval_dataset is not None:
                 eval_dataset = drop_long_rows(eval_dataset, processor, training_args.max_length, "eval", extra)
         columns = train_dataset.column_names
-        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **model_init_kwargs)
+        model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **init_kwargs)
         trainer = SFTTrainer(
             model=model,
             args=training_args,
@@ -220,7 +188,7 @@ def main(
         if not isinstance(training_args, ThinkingRewardConfig):
             raise TypeError("judge_type 'scalar' trains with ThinkingRewardConfig; parse with make_parser().")
         training_args.model_init_kwargs = {
-            k: v for k, v in {**model_init_kwargs, **(training_args.model_init_kwargs or {})}.items() if v is not None
+            k: v for k, v in {**init_kwargs, **(training_args.model_init_kwargs or {})}.items() if v is not None
         }
         trainer = ThinkingRewardTrainer(
             model=model_args.model_name_or_path,

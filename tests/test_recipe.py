@@ -63,17 +63,26 @@ def test_recipe_rejects_unknown_yaml_key(tmp_path):
 
 
 def test_processor_without_image_processor_is_an_error(tiny_vlm_dir, monkeypatch):
-    sys.path.insert(0, str(ROOT / "recipes"))
-    import grpo
     from trl import ModelConfig
 
-    from sophia_trl.configs import TrustGRPOScriptArguments
+    from sophia_trl import model_utils
 
     tokenizer_only = AutoProcessor.from_pretrained(tiny_vlm_dir).tokenizer
-    monkeypatch.setattr(grpo.AutoProcessor, "from_pretrained", lambda *a, **k: tokenizer_only)
-    args = TrustGRPOScriptArguments(dataset_name="x", judge_backend="none")
+    monkeypatch.setattr(model_utils.AutoProcessor, "from_pretrained", lambda *a, **k: tokenizer_only)
     with pytest.raises(RuntimeError, match="torchvision"):
-        grpo.get_processor(ModelConfig(model_name_or_path=str(tiny_vlm_dir)), args)
+        model_utils.load_processor(ModelConfig(model_name_or_path=str(tiny_vlm_dir)))
+
+
+def test_load_processor_passes_pixel_bounds(tiny_vlm_dir):
+    from trl import ModelConfig
+
+    from sophia_trl.model_utils import load_processor
+
+    processor = load_processor(
+        ModelConfig(model_name_or_path=str(tiny_vlm_dir)), min_pixels=28 * 28, max_pixels=28 * 28
+    )
+    batch = processor.image_processor(images=[Image.new("RGB", (112, 112), "red")], return_tensors="pt")
+    assert batch["image_grid_thw"][0].tolist() == [1, 2, 2]  # 112x112 resized down to 28x28: 2x2 patches of 14 px
 
 
 def test_stock_processor_is_multimodal(tiny_vlm_dir):
