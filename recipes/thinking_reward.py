@@ -33,6 +33,7 @@ import logging
 import os
 import sys
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import datasets
 import transformers
@@ -49,6 +50,7 @@ from trl import (
 )
 
 from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.hub import push_folder_to_hub, thinking_reward_model_card
 from sophia_trl.model_utils import load_processor, model_init_kwargs
 from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
 from sophia_trl.rewards.thinking import (
@@ -219,9 +221,6 @@ def main(
     trainer.save_model(training_args.output_dir)
     if trainer.accelerator.is_main_process:
         processor.save_pretrained(training_args.output_dir)
-        trainer.create_model_card(
-            dataset_name=script_args.dataset_name, tags=["sophia-trl", "thinking-reward", script_args.judge_type]
-        )
         if script_args.judge_type == "generative":
             # Gradient checkpointing turns the KV cache off in the config; the judge generates, so turn it back on.
             trainer.model.config.get_text_config().use_cache = True
@@ -246,13 +245,22 @@ def main(
         trainer.save_metrics("judge_eval", judge_metrics)
 
     ################
-    # Push
+    # Model card and push
     ################
-    if training_args.push_to_hub:
-        logger.info("Pushing to the Hub...")
-        trainer.push_to_hub(
-            dataset_name=script_args.dataset_name, tags=["sophia-trl", "thinking-reward", script_args.judge_type]
-        )
+    card = thinking_reward_model_card(
+        model_name=Path(training_args.output_dir).name,
+        judge_type=script_args.judge_type,
+        base_model=model_args.model_name_or_path,
+        hub_model_id=training_args.hub_model_id,
+        dataset_name=script_args.dataset_name,
+        eval_metrics=judge_metrics,
+    )
+    if trainer.accelerator.is_main_process:
+        card.save(Path(training_args.output_dir) / "README.md")
+        if training_args.push_to_hub:
+            repo_id = training_args.hub_model_id or Path(training_args.output_dir).name
+            logger.info("Pushing the thinking reward model to %s...", repo_id)
+            push_folder_to_hub(training_args.output_dir, repo_id, card=card, private=training_args.hub_private_repo)
     return judge_metrics
 
 

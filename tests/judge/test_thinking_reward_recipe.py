@@ -131,6 +131,8 @@ def test_scalar_recipe_end_to_end(tmp_path, tiny_judge_dir):
     assert metrics["judge_eval_num_pairs"] == 2
     saved = json.loads((output_dir / "judge_eval_results.json").read_text())
     assert saved["judge_eval_mae"] == pytest.approx(metrics["judge_eval_mae"])
+    card = (output_dir / "README.md").read_text()
+    assert "thinking reward model** (scalar)" in card and "2505.17018" in card
     # The output folder is a complete judge: model, head and processor.
     judge = ScalarJudge(output_dir, device="cpu")
     scores = judge.score(["q"], ["r"], [Image.new("RGB", (56, 56), "red")])
