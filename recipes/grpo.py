@@ -27,7 +27,7 @@ from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser, get_peft_config
 
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
-from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.data import load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.model_utils import load_processor, model_init_kwargs
 from sophia_trl.rewards import format_reward, outcome_reward
@@ -120,18 +120,20 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     ################
     # Data
     ################
-    dataset = load_dataset_from_name_or_path(script_args.dataset_name, script_args.dataset_config)
-    if isinstance(dataset, datasets.Dataset):
-        dataset = datasets.DatasetDict({script_args.dataset_train_split: dataset})
-    if script_args.dataset_train_split not in dataset:
-        raise ValueError(
-            f"Split {script_args.dataset_train_split!r} not in {script_args.dataset_name} (splits: {list(dataset)}); "
-            "set dataset_train_split."
-        )
-    train_dataset = dataset[script_args.dataset_train_split]
+    train_dataset, test_dataset = load_train_test_splits(
+        script_args.dataset_name,
+        script_args.dataset_config,
+        script_args.dataset_train_split,
+        script_args.dataset_test_split,
+    )
     eval_dataset = None
     if training_args.eval_strategy != "no":
-        eval_dataset = dataset[script_args.dataset_test_split]
+        if test_dataset is None:
+            raise ValueError(
+                f"eval_strategy={training_args.eval_strategy!r} needs a {script_args.dataset_test_split!r} split in "
+                f"{script_args.dataset_name}; set dataset_test_split or eval_strategy: 'no'."
+            )
+        eval_dataset = test_dataset
 
     ################
     # Processor and model

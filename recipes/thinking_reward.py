@@ -49,7 +49,7 @@ from trl import (
     get_peft_config,
 )
 
-from sophia_trl.data import load_dataset_from_name_or_path
+from sophia_trl.data import load_train_test_splits
 from sophia_trl.hub import push_folder_to_hub, thinking_reward_model_card
 from sophia_trl.model_utils import load_processor, model_init_kwargs
 from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
@@ -143,19 +143,17 @@ def main(
     ################
     # Data
     ################
-    dataset = load_dataset_from_name_or_path(script_args.dataset_name, script_args.dataset_config)
-    if isinstance(dataset, datasets.Dataset):
-        dataset = datasets.DatasetDict({script_args.dataset_train_split: dataset})
-    if script_args.dataset_train_split not in dataset:
-        raise ValueError(
-            f"Split {script_args.dataset_train_split!r} not in {script_args.dataset_name} (splits: {list(dataset)}); "
-            "set dataset_train_split."
-        )
-    train_dataset = dataset[script_args.dataset_train_split]
-    test_dataset = dataset.get(script_args.dataset_test_split)
+    train_dataset, test_dataset = load_train_test_splits(
+        script_args.dataset_name,
+        script_args.dataset_config,
+        script_args.dataset_train_split,
+        script_args.dataset_test_split,
+    )
     if test_dataset is None:
         logger.warning(
-            "No %r split in %s: no evaluation of the trained judge.", script_args.dataset_test_split, dataset
+            "No %r split in %s: no evaluation of the trained judge.",
+            script_args.dataset_test_split,
+            script_args.dataset_name,
         )
     eval_dataset = test_dataset if training_args.eval_strategy != "no" else None
     logger.info("Judge data: %d train rows, %s test rows", len(train_dataset), test_dataset and len(test_dataset))

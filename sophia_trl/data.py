@@ -199,6 +199,26 @@ def load_dataset_from_name_or_path(name_or_path: str, config: str | None = None)
         raise ValueError(f"Could not load dataset {name_or_path!r}: tried {tried}, which failed with: {err}") from err
 
 
+def load_train_test_splits(
+    name_or_path: str, config: str | None = None, train_split: str = "train", test_split: str = "test"
+) -> tuple[Dataset, Dataset | None]:
+    """
+    The train split (required) and the test split (None when absent) of a dataset, loaded as
+    [`load_dataset_from_name_or_path`] does; a dataset without splits is the train split.
+
+    Example:
+        >>> train, test = load_train_test_splits("data/synthetic")  # a DatasetDict written by data_prep/synthetic.py
+    """
+    dataset = load_dataset_from_name_or_path(name_or_path, config)
+    if isinstance(dataset, Dataset):
+        dataset = DatasetDict({train_split: dataset})
+    if train_split not in dataset:
+        raise ValueError(
+            f"Split {train_split!r} not in {name_or_path} (splits: {list(dataset)}); set dataset_train_split."
+        )
+    return dataset[train_split], dataset.get(test_split)
+
+
 class BadRowError(ValueError):
     """
     A row that cannot be converted; the message names the row, its file and what to do.

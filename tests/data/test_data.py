@@ -168,3 +168,22 @@ def test_convert_rows_policies():
     assert [r["x"] for r in rows] == [1, 2, 4] and [e.row_id for e in bad] == ["3"]
     with pytest.raises(ValueError, match="on_bad_row"):
         convert_rows([], convert, on_bad_row="ignore")
+
+
+def test_load_train_test_splits(tmp_path):
+    from datasets import Dataset, DatasetDict
+
+    from sophia_trl.data import load_train_test_splits
+
+    DatasetDict({"train": Dataset.from_dict({"x": [1, 2, 3]}), "test": Dataset.from_dict({"x": [4]})}).save_to_disk(
+        tmp_path / "both"
+    )
+    train, test = load_train_test_splits(str(tmp_path / "both"))
+    assert train["x"] == [1, 2, 3] and test["x"] == [4]
+
+    Dataset.from_dict({"x": [5, 6]}).save_to_disk(tmp_path / "single")
+    train, test = load_train_test_splits(str(tmp_path / "single"))
+    assert train["x"] == [5, 6] and test is None
+
+    with pytest.raises(ValueError, match="'validation' not in .*set dataset_train_split"):
+        load_train_test_splits(str(tmp_path / "both"), train_split="validation")
