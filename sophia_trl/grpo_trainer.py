@@ -13,6 +13,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_trackio_space_url
 
 from .configs import TrustGRPOConfig
+from .data import message_text
 from .hub import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
 from .logging_utils import log_completions_table, table_backends
 from .trust import annealed_alpha, official_preset_masks, thinking_bonus, trust_weights
@@ -33,25 +34,14 @@ def thinking_reward(completions: list, **kwargs) -> list[float | None]:
     return [None] * len(completions)
 
 
-def _message_text(content: str | list[dict[str, Any]]) -> str:
-    if isinstance(content, str):
-        return content
-    return "".join(block.get("text", "") for block in content if block.get("type") == "text")
-
-
 def question_of(prompt: str | list[dict[str, Any]]) -> str:
     """The text of the last user message of a conversational prompt (the prompt itself when it is a string)."""
-    if isinstance(prompt, str):
-        return prompt
-    users = [m for m in prompt if m.get("role") == "user"]
-    return _message_text(users[-1]["content"]) if users else ""
+    return message_text(prompt, role="user") or ""
 
 
 def response_of(completion: str | list[dict[str, Any]]) -> str:
     """The text of a completion, conversational (`[{"role": "assistant", "content": ...}]`) or plain."""
-    if isinstance(completion, str):
-        return completion
-    return "".join(_message_text(m["content"]) for m in completion if m.get("role") == "assistant")
+    return message_text(completion, role="assistant") or ""
 
 
 def image_of(example: dict[str, Any]):
