@@ -398,13 +398,55 @@ def run_arm(spec: RunSpec) -> dict:
         "judge": spec.judge,
         "seed": spec.seed,
         "sft_seed": spec.sft_seed,
+        "settings": run_settings(config),
         "seconds": seconds,
         "steps_per_second": config.grpo_steps / seconds,
         "curve": evaluator.curve,
         "diagnostics": trainer.diagnostics,
     }
     Path(spec.output_dir).mkdir(parents=True, exist_ok=True)
-    (Path(spec.output_dir) / "result.json").write_text(json.dumps(result))
+    tmp = Path(spec.output_dir) / "result.json.tmp"
+    tmp.write_text(json.dumps(result))
+    tmp.replace(tmp.with_suffix(""))  # atomic: an interrupted run leaves no half-written result.json
+    return result
+
+
+# Settings that change what a single run computes; a saved run is reused only when they all match.
+RUN_SETTINGS = (
+    "sft_examples",
+    "sft_epochs",
+    "grpo_steps",
+    "eval_every",
+    "eval_prompts",
+    "num_generations",
+    "prompts_per_step",
+    "max_completion_length",
+    "learning_rate",
+)
+
+
+def run_settings(config: LabConfig) -> dict:
+    """The settings of `config` that one run's result depends on (see `RUN_SETTINGS`)."""
+    return {name: getattr(config, name) for name in RUN_SETTINGS}
+
+
+def load_finished(spec: RunSpec) -> dict | None:
+    """
+    The saved result of `spec` if a run with the same settings already finished in `spec.output_dir`, else `None`.
+
+    This lets an interrupted lab, or a lab extended with more arms or seeds, be run again with the same command and
+    `--output_dir` without repeating finished runs. A result from different settings is not reused (it is overwritten).
+    """
+    path = Path(spec.output_dir) / "result.json"
+    if not path.exists():
+        return None
+    try:
+        result = json.loads(path.read_text())
+    except json.JSONDecodeError:
+        logger.warning("Ignoring %s: not valid JSON (an interrupted write); the run is repeated.", path)
+        return None
+    if result.get("settings") != run_settings(spec.config):
+        return None
     return result
 
 
@@ -419,17 +461,21 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
-def summarise(results: list[dict]) -> list[dict]:
+def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
     """
     One row per (judge, arm): final held-out accuracy and sound fraction (mean and sd over seeds and SFT inits), and
-    the training diagnostics averaged over each run, then over runs.
+    the training diagnostics averaged over each run, then over runs. With `per_sft_init`, one row per (SFT init,
+    judge, arm), with an `sft_init` entry.
     """
     groups: dict[tuple, list[dict]] = {}
     for r in results:
-        groups.setdefault((r["judge"] or "-", r["arm"]), []).append(r)
+        key = (r["judge"] or "-", r["arm"]) + ((r["sft_seed"],) if per_sft_init else ())
+        groups.setdefault(key, []).append(r)
     rows = []
-    for (judge, arm), runs in groups.items():
+    for (judge, arm, *sft_init), runs in groups.items():
         row = {"judge": judge, "arm": arm, "runs": len(runs)}
+        if per_sft_init:
+            row["sft_init"] = sft_init[0]
         for key in ("accuracy", "sound"):
             row[f"{key}_start"] = mean_sd([r["curve"][0][key] for r in runs])
             row[key] = mean_sd([r["curve"][-1][key] for r in runs])
@@ -449,13 +495,17 @@ def _fmt(pair: tuple[float, float], digits: int = 2) -> str:
 
 def markdown_table(rows: list[dict]) -> str:
     """The summary as a markdown table (mean ± sd over runs)."""
+    per_init = bool(rows) and "sft_init" in rows[0]
     header = (
-        "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | mixed groups | "
+        ("| SFT init " if per_init else "")
+        + "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | mixed groups | "
         "gamma in mixed groups | uniform groups moved by the judge | steps/s |\n"
-        "|---|---|---|---|---|---|---|---|---|\n"
+        + ("|---" if per_init else "")
+        + "|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
-        f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
+        (f"| {r['sft_init']} " if per_init else "")
+        + f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
         f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
         f"{_fmt(r['uniform_judge_acts'])} | {_fmt(r['steps_per_second'])} |"
         for r in rows
@@ -550,17 +600,25 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
                             config,
                         )
                     )
-    if config.workers == 1:
-        results = [run_arm(spec) for spec in specs]  # in this process: no start-up cost of a worker
+    finished = {i: result for i, spec in enumerate(specs) if (result := load_finished(spec)) is not None}
+    if finished:
+        logger.info("Reusing %d finished run(s) of %d from %s.", len(finished), len(specs), out)
+    todo = [spec for i, spec in enumerate(specs) if i not in finished]
+    if config.workers == 1 or len(todo) <= 1:
+        new_results = [run_arm(spec) for spec in todo]  # in this process: no start-up cost of a worker
     else:
         with ProcessPoolExecutor(max_workers=config.workers, mp_context=get_context("spawn")) as pool:
-            results = list(pool.map(run_arm, specs))
+            new_results = list(pool.map(run_arm, todo))
+    fresh = iter(new_results)
+    results = [finished[i] if i in finished else next(fresh) for i in range(len(specs))]
     rows = summarise(results)
     seconds = time.perf_counter() - start
     (out / "results.json").write_text(
         json.dumps({"config": asdict(config), "sft_checks": sft_checks, "results": results, "seconds": seconds})
     )
     table = markdown_table(rows)
+    if config.sft_seeds > 1:
+        table += "\nPer SFT init:\n\n" + markdown_table(summarise(results, per_sft_init=True))
     (out / "table.md").write_text(table)
     plot_curves(results, config.judges, out / "curves.png")
     return {"sft_checks": sft_checks, "rows": rows, "results": results, "seconds": seconds, "table": table}

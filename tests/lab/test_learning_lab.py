@@ -18,7 +18,11 @@ from sophia_trl.lab.experiment import (
     grade,
     group_diagnostics,
     lab_outcome_reward,
+    load_finished,
+    markdown_table,
     run_arm,
+    run_settings,
+    summarise,
 )
 from sophia_trl.lab.judges import LabJudge, judge_score, parse_problem
 from sophia_trl.lab.task import (
@@ -151,7 +155,55 @@ def test_run_arm_smoke(tmp_path):
     result = run_arm(spec)
     assert [p["step"] for p in result["curve"]] == [0, 1, 2]
     assert [d["step"] for d in result["diagnostics"]] == [0, 1]
-    assert json.loads((tmp_path / "run" / "result.json").read_text())["arm"] == "trust_grpo"
+    saved = json.loads((tmp_path / "run" / "result.json").read_text())
+    assert saved["arm"] == "trust_grpo" and saved["settings"] == run_settings(config)
+    assert [p["accuracy"] for p in load_finished(spec)["curve"]] == [p["accuracy"] for p in result["curve"]]
+
+
+def _result(arm, judge, seed, sft_seed, accuracy):
+    # A saved run as run_arm writes it, with a two-point curve and one step of diagnostics.
+    curve = [{"step": 0, "accuracy": 0.4, "sound": 0.3}, {"step": 10, "accuracy": accuracy, "sound": accuracy / 2}]
+    diagnostics = [{"step": 0, "mixed_frac": 0.5, "gamma_mixed": math.nan, "uniform_judge_acts": math.nan}]
+    return {
+        "arm": arm,
+        "judge": judge,
+        "seed": seed,
+        "sft_seed": sft_seed,
+        "steps_per_second": 1.0,
+        "curve": curve,
+        "diagnostics": diagnostics,
+    }
+
+
+def test_summarise_pools_seeds_and_sft_inits_and_splits_them_on_request():
+    results = [_result("grpo", None, 0, 0, 0.6), _result("grpo", None, 1, 0, 0.8), _result("grpo", None, 0, 1, 0.4)]
+    (pooled,) = summarise(results)
+    assert pooled["runs"] == 3
+    assert pooled["accuracy"] == pytest.approx((0.6, 0.2))  # mean of 0.6, 0.8, 0.4; sample sd 0.2
+    per_init = summarise(results, per_sft_init=True)
+    assert [(r["sft_init"], r["runs"]) for r in per_init] == [(0, 2), (1, 1)]
+    assert per_init[0]["accuracy"][0] == pytest.approx(0.7) and per_init[1]["accuracy"] == pytest.approx((0.4, 0.0))
+    table = markdown_table(per_init)
+    assert table.splitlines()[0].startswith("| SFT init | judge | arm |")
+    assert "| 1 | - | grpo | 1 | 0.40 ± 0.00 -> 0.40 ± 0.00 |" in table
+    assert markdown_table(summarise(results)).splitlines()[0].startswith("| judge | arm |")
+
+
+def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path):
+    config = LabConfig(grpo_steps=10)
+    spec = RunSpec("grpo", None, 0, 0, "unused", str(tmp_path / "run"), config)
+    assert load_finished(spec) is None  # nothing saved yet
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / "result.json").write_text('{"arm": "grpo", "curve": [')  # interrupted write
+    assert load_finished(spec) is None
+    saved = {**_result("grpo", None, 0, 0, 0.6), "settings": run_settings(config)}
+    (tmp_path / "run" / "result.json").write_text(json.dumps(saved))
+    assert load_finished(spec)["curve"][-1]["accuracy"] == 0.6
+    longer = RunSpec("grpo", None, 0, 0, "unused", str(tmp_path / "run"), LabConfig(grpo_steps=300))
+    assert load_finished(longer) is None  # a different number of steps is a different run
+    # Settings that do not change one run (which arms, judges, seeds or workers a lab runs) do not block reuse.
+    wider = LabConfig(grpo_steps=10, arms=["grpo", "naive"], judges=["reliable"], seeds=3, workers=1)
+    assert load_finished(RunSpec("grpo", None, 0, 0, "unused", str(tmp_path / "run"), wider)) is not None
 
 
 @pytest.mark.slow
