@@ -117,6 +117,7 @@ class TrustGRPOTrainer(GRPOTrainer):
                     )
                 args.reward_weights = [*args.reward_weights, 1.0]
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        self._completions_table_step: int | None = None  # the step whose table `log` last sent to wandb/trackio
 
     def _generate_and_score_completions(self, inputs):
         # A batch whose rows all have `image=None` would reach the processor as a list of Nones: treat it as text-only.
@@ -215,7 +216,9 @@ class TrustGRPOTrainer(GRPOTrainer):
             super().log(logs, start_time)
         finally:
             self.args.report_to = report_to
-        if self.accelerator.is_main_process:
+        # The Trainer logs once more after the last step (the run summary) with the same completions: log them once.
+        if self.accelerator.is_main_process and self._completions_table_step != self.state.global_step:
+            self._completions_table_step = self.state.global_step
             log_completions_table(
                 self._logs,
                 self.state.global_step,
