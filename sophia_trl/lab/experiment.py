@@ -466,7 +466,12 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
     One row per (judge, arm): final held-out accuracy and sound fraction (mean and sd over seeds and SFT inits), and
     the training diagnostics averaged over each run, then over runs. With `per_sft_init`, one row per (SFT init,
     judge, arm), with an `sft_init` entry.
+
+    `accuracy_vs_grpo` and `sound_vs_grpo` are paired differences: each run's final value minus that of the plain GRPO
+    run with the same seed and SFT init (same training prompts in the same order, same start), mean and sd over the
+    pairs; NaN when no such GRPO run exists.
     """
+    grpo = {(r["sft_seed"], r["seed"]): r for r in results if r["arm"] == "grpo"}
     groups: dict[tuple, list[dict]] = {}
     for r in results:
         key = (r["judge"] or "-", r["arm"]) + ((r["sft_seed"],) if per_sft_init else ())
@@ -479,6 +484,13 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
         for key in ("accuracy", "sound"):
             row[f"{key}_start"] = mean_sd([r["curve"][0][key] for r in runs])
             row[key] = mean_sd([r["curve"][-1][key] for r in runs])
+            row[f"{key}_vs_grpo"] = mean_sd(
+                [
+                    r["curve"][-1][key] - grpo[r["sft_seed"], r["seed"]]["curve"][-1][key]
+                    for r in runs
+                    if (r["sft_seed"], r["seed"]) in grpo
+                ]
+            )
         for key in ("mixed_frac", "gamma_mixed", "uniform_judge_acts"):
             row[key] = mean_sd([mean_sd([d[key] for d in r["diagnostics"]])[0] for r in runs])
         row["steps_per_second"] = mean_sd([r["steps_per_second"] for r in runs])
@@ -486,11 +498,11 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
     return rows
 
 
-def _fmt(pair: tuple[float, float], digits: int = 2) -> str:
+def _fmt(pair: tuple[float, float], digits: int = 2, signed: bool = False) -> str:
     mean, sd = pair
     if math.isnan(mean):
         return "-"
-    return f"{mean:.{digits}f} ± {sd:.{digits}f}"
+    return f"{mean:{'+' if signed else ''}.{digits}f} ± {sd:.{digits}f}"
 
 
 def markdown_table(rows: list[dict]) -> str:
@@ -498,15 +510,16 @@ def markdown_table(rows: list[dict]) -> str:
     per_init = bool(rows) and "sft_init" in rows[0]
     header = (
         ("| SFT init " if per_init else "")
-        + "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | mixed groups | "
-        "gamma in mixed groups | uniform groups moved by the judge | steps/s |\n"
+        + "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | accuracy vs GRPO | "
+        "sound vs GRPO | mixed groups | gamma in mixed groups | uniform groups moved by the judge | steps/s |\n"
         + ("|---" if per_init else "")
-        + "|---|---|---|---|---|---|---|---|---|\n"
+        + "|---|---|---|---|---|---|---|---|---|---|---|\n"
     )
     lines = [
         (f"| {r['sft_init']} " if per_init else "")
         + f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
-        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
+        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['accuracy_vs_grpo'], signed=True)} | "
+        f"{_fmt(r['sound_vs_grpo'], signed=True)} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
         f"{_fmt(r['uniform_judge_acts'])} | {_fmt(r['steps_per_second'])} |"
         for r in rows
     ]

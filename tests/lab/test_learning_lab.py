@@ -185,8 +185,25 @@ def test_summarise_pools_seeds_and_sft_inits_and_splits_them_on_request():
     assert per_init[0]["accuracy"][0] == pytest.approx(0.7) and per_init[1]["accuracy"] == pytest.approx((0.4, 0.0))
     table = markdown_table(per_init)
     assert table.splitlines()[0].startswith("| SFT init | judge | arm |")
-    assert "| 1 | - | grpo | 1 | 0.40 ± 0.00 -> 0.40 ± 0.00 |" in table
+    assert "| 1 | - | grpo | 1 | 0.40 ± 0.00 -> 0.40 ± 0.00 | 0.30 ± 0.00 -> 0.20 ± 0.00 | +0.00 ± 0.00 |" in table
     assert markdown_table(summarise(results)).splitlines()[0].startswith("| judge | arm |")
+
+
+def test_summarise_pairs_each_run_with_the_grpo_run_of_the_same_seed_and_sft_init():
+    grpo = [_result("grpo", None, 0, 0, 0.6), _result("grpo", None, 1, 0, 0.8), _result("grpo", None, 0, 1, 0.4)]
+    naive = [_result("naive", "adversarial", 0, 0, 0.5), _result("naive", "adversarial", 1, 0, 0.8)]
+    naive.append(_result("naive", "adversarial", 0, 1, 0.5))
+    orphan = [_result("trust", "adversarial", 2, 0, 0.9)]  # seed 2 has no GRPO run
+    rows = {row["arm"]: row for row in summarise(grpo + naive + orphan)}
+    # differences -0.1, 0.0, +0.1: mean 0, sample sd 0.1; sound is accuracy / 2 in `_result`, so half of that
+    assert rows["naive"]["accuracy_vs_grpo"] == pytest.approx((0.0, 0.1))
+    assert rows["naive"]["sound_vs_grpo"] == pytest.approx((0.0, 0.05))
+    assert rows["grpo"]["accuracy_vs_grpo"] == pytest.approx((0.0, 0.0))
+    assert all(math.isnan(v) for v in rows["trust"]["accuracy_vs_grpo"])
+    table = markdown_table(summarise(naive[:1] + grpo[:1]))
+    assert (
+        "| adversarial | naive | 1 | 0.40 ± 0.00 -> 0.50 ± 0.00 | 0.30 ± 0.00 -> 0.25 ± 0.00 | -0.10 ± 0.00 |" in table
+    )
 
 
 def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path):
