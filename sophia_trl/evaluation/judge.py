@@ -2,23 +2,19 @@
 
 MathVista's official pipeline asks GPT-4 to extract the answer from a free-form response before comparing it;
 MathVerse's also asks it whether the extracted answer matches the reference. Here the judge is any OpenAI-compatible
-chat server (OpenAI, `vllm serve`, `transformers serve`), called with a timeout, bounded retries and bounded
-concurrency. It is only asked when the rule-based reading is not already clean (a bare option letter or number), as
-the official code's quick checks do. A call that still fails after its retries leaves the rule-based result in place
+chat server (OpenAI, `vllm serve`, `transformers serve`), called through the thinking reward model's `OpenAIJudge`
+transport: a timeout, bounded retries and bounded concurrency. It is only asked when the rule-based reading is not
+already clean (a bare option letter or number), as the official code's quick checks do. A call that still fails after its retries leaves the rule-based result in place
 and is counted, so a flaky server never stops an evaluation or silently changes a number.
 """
 
 from __future__ import annotations
 
-import logging
-import os
 import re
-from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from sophia_trl.evaluation.report import JUDGE_MODE, RULE_MODE
-
-logger = logging.getLogger(__name__)
+from sophia_trl.rewards.thinking import OpenAIJudge
 
 EXTRACTION_PROMPT = """\
 Below is a question and a model's response to it. Copy out the model's final answer and nothing else.
@@ -50,7 +46,11 @@ Same (1 or 0):"""
 
 
 class ChatJudge:
-    """A small client for an OpenAI-compatible chat-completions server, used to read and compare answers.
+    """A client for an OpenAI-compatible chat-completions server, used to read and compare answers.
+
+    Requests go through [`~sophia_trl.rewards.thinking.OpenAIJudge`]'s transport (the thinking reward model's client):
+    the same timeout per attempt, bounded retries with backoff, bounded concurrency, and a clear error for a wrong API
+    key, URL or model name.
 
     Args:
         base_url (`str`):
@@ -63,7 +63,7 @@ class ChatJudge:
         timeout (`float`, *optional*, defaults to `60.0`):
             Seconds allowed per request attempt.
         max_retries (`int`, *optional*, defaults to `2`):
-            Retries per request (with the client's exponential backoff) before the call counts as failed.
+            Retries per request (with exponential backoff) before the call counts as failed.
         max_concurrency (`int`, *optional*, defaults to `8`):
             Requests in flight at once.
         max_tokens (`int`, *optional*, defaults to `64`):
@@ -80,26 +80,20 @@ class ChatJudge:
         max_concurrency: int = 8,
         max_tokens: int = 64,
     ):
-        import openai
-
-        if timeout <= 0 or max_retries < 0 or max_concurrency < 1:
-            raise ValueError(
-                f"Need timeout > 0, max_retries >= 0 and max_concurrency >= 1; got {timeout}, {max_retries}, "
-                f"{max_concurrency}."
-            )
+        self._client = OpenAIJudge(
+            base_url,
+            model,
+            api_key=api_key,
+            timeout=timeout,
+            max_retries=max_retries,
+            max_concurrency=max_concurrency,
+            max_new_tokens=max_tokens,
+            cache_size=0,
+        )
         self.base_url = base_url
         self.model = model
         self.timeout = timeout
         self.max_retries = max_retries
-        self.max_concurrency = max_concurrency
-        self.max_tokens = max_tokens
-        self._openai = openai
-        self._client = openai.OpenAI(
-            base_url=base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY",
-            timeout=timeout,
-            max_retries=max_retries,
-        )
         self.num_calls = 0
         self.num_failures = 0
 
@@ -112,31 +106,16 @@ class ChatJudge:
             "max_retries": self.max_retries,
         }
 
+    def close(self) -> None:
+        """Closes the HTTP connections; the judge cannot be used afterwards."""
+        self._client.close()
+
     def complete(self, prompts: list[str]) -> list[str | None]:
         """Sends each prompt as one user message (greedy); returns the replies in order, `None` for failed calls."""
-        if not prompts:
-            return []
-        with ThreadPoolExecutor(max_workers=min(self.max_concurrency, len(prompts))) as pool:
-            replies = list(pool.map(self._complete_one, prompts))
+        replies = self._client.complete([[{"role": "user", "content": prompt}] for prompt in prompts])
         self.num_calls += len(prompts)
         self.num_failures += sum(reply is None for reply in replies)
         return replies
-
-    def _complete_one(self, prompt: str) -> str | None:
-        try:
-            completion = self._client.chat.completions.create(
-                model=self.model,
-                messages=[{"role": "user", "content": prompt}],
-                temperature=0.0,
-                max_tokens=self.max_tokens,
-            )
-            return completion.choices[0].message.content or ""
-        except self._openai.OpenAIError as error:
-            logger.warning("Judge call to %s failed after %d retries: %s", self.base_url, self.max_retries, error)
-            return None
-        except (AttributeError, IndexError, TypeError) as error:
-            logger.warning("Judge at %s sent a malformed completion: %s", self.base_url, error)
-            return None
 
     def extract_answers(self, questions: list[str], responses: list[str]) -> list[str | None]:
         """The final answer the judge reads in each response: `""` when the judge found none, `None` when the call

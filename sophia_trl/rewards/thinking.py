@@ -865,17 +865,40 @@ class OpenAIJudge(ThinkingJudge):
             build_openai_messages(q, r, img, image_url=urls.get(id(img)))
             for q, r, img in zip(questions, responses, images)
         ]
-        return self._loop_thread.run(self._score_all(requests))
+        return [parse_score(reply) for reply in self.complete(requests)]
 
-    async def _score_all(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:
+    def complete(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
+        """Sends chat conversations to the server, with the judge's timeout, retries and bounded concurrency.
+
+        Neither cached nor parsed: [`~ThinkingJudge.score`] builds its own conversations and reads the score from these
+        replies; other clients of the same server (e.g. the evaluation's answer extractor) send theirs.
+
+        Args:
+            conversations (`list[list[dict]]`):
+                One list of OpenAI chat messages per request.
+
+        Returns:
+            `list[str | None]`: Each reply's text, in order; `None` for a request that failed after its retries or was
+            rejected, or whose reply holds no text.
+
+        Raises:
+            [`JudgeServerError`]: The server answered HTTP 401, 403 or 404 (wrong API key, URL or model name).
+        """
+        if not conversations:
+            return []
+        return self._loop_thread.run(self._complete_all(conversations))
+
+    async def _complete_all(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
         self._ensure_client()
-        results = await asyncio.gather(*(self._score_one(messages) for messages in requests), return_exceptions=True)
+        results = await asyncio.gather(
+            *(self._complete_one(messages) for messages in conversations), return_exceptions=True
+        )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return results
 
-    async def _score_one(self, messages: list[dict[str, Any]]) -> float | None:
+    async def _complete_one(self, messages: list[dict[str, Any]]) -> str | None:
         import httpx
 
         payload = json.dumps(
@@ -919,20 +942,23 @@ class OpenAIJudge(ThinkingJudge):
                 continue
             if status >= 400:
                 logger.warning(
-                    "The judge server rejected a request (HTTP %d: %s); its score is None.",
+                    "The judge server rejected a request (HTTP %d: %s); its reply is None.",
                     status,
                     response.text[:300],
                 )
                 return None
             try:
-                return parse_score(response.json()["choices"][0]["message"]["content"])
+                content = response.json()["choices"][0]["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError) as err:
+                content = err
+            if not isinstance(content, str):
                 logger.warning(
-                    "The judge server sent an unreadable reply (%s); its score is None.", type(err).__name__
+                    "The judge server sent an unreadable reply (%s); its reply is None.", type(content).__name__
                 )
                 return None
+            return content
         logger.warning(
-            "A judge request failed %d times (last error: %s); its score is None.", self.max_retries + 1, error
+            "A judge request failed %d times (last error: %s); its reply is None.", self.max_retries + 1, error
         )
         return None
 

@@ -8,6 +8,7 @@ import pytest
 
 from sophia_trl.evaluation import ChatJudge, evaluate, mathverse
 from sophia_trl.evaluation.judge import parse_extraction, parse_judgement
+from sophia_trl.rewards.thinking import JudgeServerError
 
 PREDICTIONS = Path(__file__).parent / "fixtures" / "predictions"
 
@@ -58,6 +59,16 @@ def test_failed_judge_calls_keep_rule_results_and_are_counted(chat_server, tmp_p
     assert result["judge"]["failed"] == 3
     assert "sk-test-secret" not in caplog.text
     assert "sk-test-secret" not in (tmp_path / "r.json").read_text()
+
+
+def test_a_wrong_api_key_stops_the_evaluation_with_a_clear_error(chat_server, tmp_path):
+    # A refused key is a configuration error, not a flaky call: scoring every item by rule instead would hide it.
+    server = chat_server(lambda prompt: 401)
+    judge = ChatJudge(server.base_url, "judge-model", api_key="sk-wrong", timeout=5, max_retries=2)
+    with pytest.raises(JudgeServerError, match="API key") as error:
+        evaluate(["mathvista"], tmp_path / "r.json", predictions=[str(PREDICTIONS / "mathvista.jsonl")], judge=judge)
+    assert "sk-wrong" not in str(error.value)
+    assert len(server.prompts) <= 3  # not retried
 
 
 def test_judge_timeout_is_bounded(chat_server):
@@ -124,5 +135,5 @@ def test_parse_judgement(reply, expected):
 
 
 def test_judge_settings_are_checked():
-    with pytest.raises(ValueError, match="max_concurrency >= 1"):
+    with pytest.raises(ValueError, match="max_concurrency must be >= 1"):
         ChatJudge("http://127.0.0.1:1/v1", "m", max_concurrency=0)
