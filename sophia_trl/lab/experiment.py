@@ -526,21 +526,39 @@ def markdown_table(rows: list[dict]) -> str:
     return header + "\n".join(lines) + "\n"
 
 
-def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
-    """Held-out accuracy and sound-reasoning fraction over steps, one panel pair per judge, mean ± sd shaded."""
+def _figure(num_rows: int, judges: list[str], height: float):
+    """A grid of panels, one column per judge, and the colour of each arm (the same in every figure)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    fig, axes = plt.subplots(2, len(judges), figsize=(4.5 * len(judges), 6.5), squeeze=False, sharex=True)
-    arms = list(dict.fromkeys(r["arm"] for r in results))
+    fig, axes = plt.subplots(num_rows, len(judges), figsize=(4.5 * len(judges), height), squeeze=False, sharex=True)
     colors = dict(zip(ARMS, plt.rcParams["axes.prop_cycle"].by_key()["color"]))
+    return fig, axes, colors
+
+
+def _runs_by_arm(results: list[dict], judge: str) -> list[tuple[str, list[dict]]]:
+    """The runs of each arm under `judge`, plain GRPO (no judge) included, arms in the order they first appear."""
+    arms = list(dict.fromkeys(r["arm"] for r in results))
+    by_arm = [(arm, [r for r in results if r["arm"] == arm and r["judge"] in (judge, None)]) for arm in arms]
+    return [(arm, runs) for arm, runs in by_arm if runs]
+
+
+def _save(fig, axes, path: Path) -> None:
+    import matplotlib.pyplot as plt
+
+    axes[0][0].legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+    plt.close(fig)
+
+
+def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
+    """Held-out accuracy and sound-reasoning fraction over steps, one panel pair per judge, mean ± sd shaded."""
+    fig, axes, colors = _figure(2, judges, height=6.5)
     for col, judge in enumerate(judges):
-        for arm in arms:
-            runs = [r for r in results if r["arm"] == arm and (r["judge"] == judge or r["judge"] is None)]
-            if not runs:
-                continue
+        for arm, runs in _runs_by_arm(results, judge):
             steps = [p["step"] for p in runs[0]["curve"]]
             for row, key in enumerate(("accuracy", "sound")):
                 stats = [mean_sd([r["curve"][i][key] for r in runs]) for i in range(len(steps))]
@@ -559,10 +577,45 @@ def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
         axes[0][col].set_ylabel("held-out accuracy (sampled)")
         axes[1][col].set_ylabel("sound-reasoning fraction")
         axes[1][col].set_xlabel("GRPO step")
-    axes[0][0].legend(fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
+    _save(fig, axes, path)
+
+
+DIAGNOSTICS = {
+    "mixed_frac": "mixed groups (fraction)",
+    "gamma_mixed": "gamma in mixed groups",
+    "uniform_judge_acts": "uniform groups moved by the judge",
+}
+
+
+def moving_average(values: list[float], window: int) -> list[float]:
+    """Mean of the last `window` non-NaN values at each position (NaN while there are none): smooths per-step noise."""
+    out = []
+    for i in range(len(values)):
+        recent = [v for v in values[max(0, i - window + 1) : i + 1] if not math.isnan(v)]
+        out.append(statistics.fmean(recent) if recent else math.nan)
+    return out
+
+
+def plot_diagnostics(results: list[dict], judges: list[str], path: Path, window: int = 10) -> None:
+    """Per training step, averaged over runs and smoothed over `window` steps: the fraction of mixed groups, gamma in
+    mixed groups, and the fraction of uniform-outcome groups whose advantages the judge set; one column per judge."""
+    fig, axes, colors = _figure(len(DIAGNOSTICS), judges, height=8)
+    for col, judge in enumerate(judges):
+        for arm, runs in _runs_by_arm(results, judge):
+            steps = [d["step"] for d in runs[0]["diagnostics"]]
+            for row, key in enumerate(DIAGNOSTICS):
+                per_step = [mean_sd([r["diagnostics"][i][key] for r in runs])[0] for i in range(len(steps))]
+                if all(math.isnan(v) for v in per_step):
+                    continue  # plain GRPO has no judge
+                linestyle = "--" if arm == "grpo" else "-"
+                smoothed = moving_average(per_step, window)
+                axes[row][col].plot(steps, smoothed, label=arm, color=colors[arm], linestyle=linestyle)
+        axes[0][col].set_title(f"{judge} judge")
+        for row, label in enumerate(DIAGNOSTICS.values()):
+            axes[row][col].set_ylabel(label)
+            axes[row][col].set_ylim(-0.05, 1.05)
+        axes[-1][col].set_xlabel(f"GRPO step (mean over runs, {window}-step moving average)")
+    _save(fig, axes, path)
 
 
 # --- The whole lab ---------------------------------------------------------------------------------------------------
@@ -576,7 +629,8 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
         config ([`LabConfig`]):
             What to run.
         output_dir (`str` or `os.PathLike`):
-            Folder for the SFT models, each run's `result.json`, `results.json`, `table.md` and `curves.png`.
+            Folder for the SFT models, each run's `result.json`, `results.json`, `table.md`, `curves.png` (held-out
+            accuracy and sound fraction over steps) and `diagnostics.png` (the group diagnostics over steps).
 
     Returns:
         `dict`: `sft_checks` (per SFT seed, held-out accuracy per reasoning style), `rows` (the summary), `results`
@@ -634,6 +688,7 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
         table += "\nPer SFT init:\n\n" + markdown_table(summarise(results, per_sft_init=True))
     (out / "table.md").write_text(table)
     plot_curves(results, config.judges, out / "curves.png")
+    plot_diagnostics(results, config.judges, out / "diagnostics.png")
     return {"sft_checks": sft_checks, "rows": rows, "results": results, "seconds": seconds, "table": table}
 
 

@@ -20,6 +20,9 @@ from sophia_trl.lab.experiment import (
     lab_outcome_reward,
     load_finished,
     markdown_table,
+    moving_average,
+    plot_curves,
+    plot_diagnostics,
     run_arm,
     run_settings,
     summarise,
@@ -206,6 +209,21 @@ def test_summarise_pairs_each_run_with_the_grpo_run_of_the_same_seed_and_sft_ini
     )
 
 
+def test_moving_average_by_hand():
+    assert moving_average([1.0, 3.0, math.nan, 5.0], window=2) == [1.0, 2.0, 3.0, 5.0]
+    smoothed = moving_average([math.nan, 0.5], window=3)
+    assert math.isnan(smoothed[0]) and smoothed[1] == 0.5
+
+
+def test_plots_from_saved_runs(tmp_path):
+    results = [_result("grpo", None, 0, 0, 0.6), _result("naive", "adversarial", 0, 0, 0.5)]
+    results[1]["diagnostics"][0].update(gamma_mixed=0.5, uniform_judge_acts=1.0)
+    plot_curves(results, ["adversarial"], tmp_path / "curves.png")
+    plot_diagnostics(results, ["adversarial"], tmp_path / "diagnostics.png")
+    assert (tmp_path / "curves.png").read_bytes()[:4] == b"\x89PNG"
+    assert (tmp_path / "diagnostics.png").read_bytes()[:4] == b"\x89PNG"
+
+
 def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path):
     config = LabConfig(grpo_steps=10)
     spec = RunSpec("grpo", None, 0, 0, "unused", str(tmp_path / "run"), config)
@@ -237,7 +255,7 @@ def test_quick_lab_end_to_end(tmp_path):
     assert "SFT init 0" in proc.stdout and "| - | grpo | 1 |" in proc.stdout
     table = (tmp_path / "table.md").read_text()
     assert "| - | grpo | 1 |" in table and "| adversarial | trust_grpo | 1 |" in table
-    assert (tmp_path / "curves.png").stat().st_size > 0
+    assert (tmp_path / "curves.png").stat().st_size > 0 and (tmp_path / "diagnostics.png").stat().st_size > 0
     saved = json.loads((tmp_path / "results.json").read_text())
     assert {(r["arm"], r["judge"]) for r in saved["results"]} == {("grpo", None), ("trust_grpo", "adversarial")}
     for run in saved["results"]:
