@@ -477,7 +477,17 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
         key = (r["judge"] or "-", r["arm"]) + ((r["sft_seed"],) if per_sft_init else ())
         groups.setdefault(key, []).append(r)
     rows = []
-    for (judge, arm, *sft_init), runs in groups.items():
+    judge_order = ["-", *JUDGE_KINDS]
+
+    def order(key: tuple) -> tuple:  # no judge first, then judges and arms in their declared order
+        judge, arm, *sft_init = key
+        return (
+            judge_order.index(judge) if judge in judge_order else len(judge_order),
+            list(ARMS).index(arm),
+            *sft_init,
+        )
+
+    for (judge, arm, *sft_init), runs in sorted(groups.items(), key=lambda item: order(item[0])):
         row = {"judge": judge, "arm": arm, "runs": len(runs)}
         if per_sft_init:
             row["sft_init"] = sft_init[0]
@@ -518,8 +528,8 @@ def markdown_table(rows: list[dict]) -> str:
     lines = [
         (f"| {r['sft_init']} " if per_init else "")
         + f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
-        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['accuracy_vs_grpo'], signed=True)} | "
-        f"{_fmt(r['sound_vs_grpo'], signed=True)} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
+        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['accuracy_vs_grpo'], 3, signed=True)} | "
+        f"{_fmt(r['sound_vs_grpo'], 3, signed=True)} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
         f"{_fmt(r['uniform_judge_acts'])} | {_fmt(r['steps_per_second'])} |"
         for r in rows
     ]

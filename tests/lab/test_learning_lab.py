@@ -188,7 +188,7 @@ def test_summarise_pools_seeds_and_sft_inits_and_splits_them_on_request():
     assert per_init[0]["accuracy"][0] == pytest.approx(0.7) and per_init[1]["accuracy"] == pytest.approx((0.4, 0.0))
     table = markdown_table(per_init)
     assert table.splitlines()[0].startswith("| SFT init | judge | arm |")
-    assert "| 1 | - | grpo | 1 | 0.40 ± 0.00 -> 0.40 ± 0.00 | 0.30 ± 0.00 -> 0.20 ± 0.00 | +0.00 ± 0.00 |" in table
+    assert "| 1 | - | grpo | 1 | 0.40 ± 0.00 -> 0.40 ± 0.00 | 0.30 ± 0.00 -> 0.20 ± 0.00 | +0.000 ± 0.000 |" in table
     assert markdown_table(summarise(results)).splitlines()[0].startswith("| judge | arm |")
 
 
@@ -203,9 +203,18 @@ def test_summarise_pairs_each_run_with_the_grpo_run_of_the_same_seed_and_sft_ini
     assert rows["naive"]["sound_vs_grpo"] == pytest.approx((0.0, 0.05))
     assert rows["grpo"]["accuracy_vs_grpo"] == pytest.approx((0.0, 0.0))
     assert all(math.isnan(v) for v in rows["trust"]["accuracy_vs_grpo"])
+    # Rows come in the declared order (no judge first, then by judge, then by arm), whatever order the runs finished in.
+    reliable = [_result("naive", "reliable", 0, 0, 0.7)]
+    assert [(r["judge"], r["arm"]) for r in summarise(orphan + naive + reliable + grpo)] == [
+        ("-", "grpo"),
+        ("reliable", "naive"),
+        ("adversarial", "naive"),
+        ("adversarial", "trust"),
+    ]
     table = markdown_table(summarise(naive[:1] + grpo[:1]))
     assert (
-        "| adversarial | naive | 1 | 0.40 ± 0.00 -> 0.50 ± 0.00 | 0.30 ± 0.00 -> 0.25 ± 0.00 | -0.10 ± 0.00 |" in table
+        "| adversarial | naive | 1 | 0.40 ± 0.00 -> 0.50 ± 0.00 | 0.30 ± 0.00 -> 0.25 ± 0.00 | -0.100 ± 0.000 |"
+        in table
     )
 
 
