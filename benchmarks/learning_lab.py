@@ -4,10 +4,10 @@ A 0.8 M-parameter policy is warm-started by SFT on "a ± b ± c ± d" with sound
 trained with the project's TrustGRPOTrainer in several arms (plain GRPO, naive thinking reward, annealing only, trust
 only, Trust-GRPO with the paper's and the released code's preset) against judges whose reliability is set
 (reliable, adversarial, misleading), over several seeds. Writes `table.md`, `curves.png` and `results.json` to
-`--output_dir` and prints the table. See docs/learning_lab.md.
+`--output_dir` and prints the table; a rerun with the same `--output_dir` reuses finished runs. See docs/learning_lab.md.
 
 ```bash
-python benchmarks/learning_lab.py --output_dir outputs/learning_lab            # full lab (~15 min on 2 idle cores)
+python benchmarks/learning_lab.py --output_dir outputs/learning_lab            # default lab (~10 min on 2 idle cores)
 python benchmarks/learning_lab.py --quick --output_dir outputs/learning_lab_quick   # end-to-end check, ~1 min
 ```
 """
