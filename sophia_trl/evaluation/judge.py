@@ -4,8 +4,9 @@ MathVista's official pipeline asks GPT-4 to extract the answer from a free-form 
 MathVerse's also asks it whether the extracted answer matches the reference. Here the judge is any OpenAI-compatible
 chat server (OpenAI, `vllm serve`, `transformers serve`), called through the thinking reward model's `OpenAIJudge`
 transport: a timeout, bounded retries and bounded concurrency. It is only asked when the rule-based reading is not
-already clean (a bare option letter or number), as the official code's quick checks do. A call that still fails after its retries leaves the rule-based result in place
-and is counted, so a flaky server never stops an evaluation or silently changes a number.
+already clean (a bare option letter or number), as the official code's quick checks do. A call that still fails after
+its retries leaves the rule-based result in place and is counted, so a flaky server never stops an evaluation or
+silently changes a number (a refused key or unknown model does stop it, with `JudgeServerError`).
 """
 
 from __future__ import annotations
@@ -90,20 +91,17 @@ class ChatJudge:
             max_new_tokens=max_tokens,
             cache_size=0,
         )
-        self.base_url = base_url
-        self.model = model
-        self.timeout = timeout
-        self.max_retries = max_retries
         self.num_calls = 0
         self.num_failures = 0
 
     def settings(self) -> dict[str, Any]:
         """What the output JSON records about the judge (never the key)."""
+        client = self._client
         return {
-            "base_url": self.base_url,
-            "model": self.model,
-            "timeout": self.timeout,
-            "max_retries": self.max_retries,
+            "base_url": client.base_url,
+            "model": client.model,
+            "timeout": client.timeout,
+            "max_retries": client.max_retries,
         }
 
     def close(self) -> None:
