@@ -443,7 +443,7 @@ def load_finished(spec: RunSpec) -> dict | None:
     try:
         result = json.loads(path.read_text())
     except json.JSONDecodeError:
-        logger.warning("Ignoring %s: not valid JSON (an interrupted write); the run is repeated.", path)
+        logger.warning("Ignoring %s: not valid JSON (truncated or edited); the run is repeated.", path)
         return None
     if result.get("settings") != run_settings(spec.config):
         return None

@@ -238,7 +238,7 @@ def test_finished_runs_are_reused_only_with_the_same_settings(tmp_path):
     spec = RunSpec("grpo", None, 0, 0, "unused", str(tmp_path / "run"), config)
     assert load_finished(spec) is None  # nothing saved yet
     (tmp_path / "run").mkdir()
-    (tmp_path / "run" / "result.json").write_text('{"arm": "grpo", "curve": [')  # interrupted write
+    (tmp_path / "run" / "result.json").write_text('{"arm": "grpo", "curve": [')  # a truncated file
     assert load_finished(spec) is None
     saved = {**_result("grpo", None, 0, 0, 0.6), "settings": run_settings(config)}
     (tmp_path / "run" / "result.json").write_text(json.dumps(saved))
