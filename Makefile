@@ -28,9 +28,11 @@ test: setup
 test-slow: setup
 	$(PY) -m pytest -m "slow or not slow"
 
+# ruff, then the import contracts of pyproject.toml's [tool.importlinter] (layers of sophia_trl, no cycles).
 quality: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/lint-imports
 
 style: setup
 	$(VENV)/bin/ruff check --fix .
@@ -44,4 +46,4 @@ lab: setup
 	$(PY) benchmarks/learning_lab.py --output_dir outputs/learning_lab
 
 clean:
-	rm -rf outputs .pytest_cache
+	rm -rf outputs .pytest_cache .import_linter_cache .grimp_cache

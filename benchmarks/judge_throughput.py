@@ -255,7 +255,7 @@ def loopback_server_process(service_time: float) -> Iterator[str]:
 
 def bench_openai(service_time: float, num_requests: int, concurrencies: list[int]) -> list[dict[str, float]]:
     """Completions per second of OpenAIJudge at each concurrency against the loopback server."""
-    from sophia_trl.rewards.thinking import OpenAIJudge
+    from sophia_trl.judges import OpenAIJudge
 
     rows = []
     image = Image.new("RGB", (56, 56), (128, 30, 30))
@@ -286,8 +286,8 @@ def bench_openai(service_time: float, num_requests: int, concurrencies: list[int
 def bench_local(num_rows: int, batch_size: int, repeats: int) -> dict[str, float]:
     """Seconds per completion of the generative and the scalar-head judge on the tiny models (CPU)."""
 
-    from sophia_trl.reward_trainer import load_scalar_reward_model
-    from sophia_trl.rewards.thinking import ScalarJudge, TransformersJudge
+    from sophia_trl.judges import ScalarJudge, TransformersJudge
+    from sophia_trl.judges.scalar_model import load_scalar_reward_model
     from sophia_trl.tiny import build_tiny_vlm
 
     with tempfile.TemporaryDirectory() as tmp:

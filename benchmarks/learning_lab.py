@@ -17,9 +17,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import logging
+import sys
+from pathlib import Path
 
-from sophia_trl.lab.experiment import ARMS, QUICK, LabConfig, format_sft_check, run_lab
-from sophia_trl.lab.judges import JUDGE_KINDS
+# The lab is a package beside this script, not part of the installed sophia_trl: with the repository root on the path
+# it imports as `benchmarks.lab`, here as in the tests, whichever folder the script is started from.
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from benchmarks.lab.experiment import ARMS, QUICK, LabConfig, format_sft_check, run_lab
+from benchmarks.lab.judges import JUDGE_KINDS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:

@@ -9,7 +9,7 @@ filtered and balanced over the score range so the reward model does not learn to
    `log_completions=True`) are read directly, and the instruction `build_prompt` adds is removed from the question.
    Those logs hold no images: `--image_dataset` (the GRPO training dataset) gives each pair the image of the row whose
    prompt it was. Exact duplicate pairs are labelled once.
-2. Score each pair with the teacher judge, through the project's judge backends (`sophia_trl.rewards.thinking`):
+2. Score each pair with the teacher judge, through the project's judge backends (`sophia_trl.judges`):
    an OpenAI-compatible server (`--judge_base_url`, `--judge_model`; `vllm serve`, `transformers serve`, or a hosted
    API with its key in `OPENAI_API_KEY`) or a local checkpoint (`--judge_backend transformers`).
 3. Drop unparsable labels (a judge reply without a score, a failed request) and noisy ones: with `--num_votes K`
@@ -52,7 +52,6 @@ from sophia_trl.data import (
     iter_rows,
     list_data_files,
     load_dataset_from_name_or_path,
-    message_text,
     parse_column_mapping,
     read_judge_row,
     save_dataset,
@@ -60,6 +59,7 @@ from sophia_trl.data import (
     score_histogram,
     split_off_test,
 )
+from sophia_trl.prompts import message_text
 
 BIN_LABELS = [f"[{i / 10:.1f}, {(i + 1) / 10:.1f}{']' if i == 9 else ')'}" for i in range(10)]
 
@@ -220,7 +220,7 @@ def build_judge(args: argparse.Namespace) -> Any:
     # Votes must be independent samples, so repeated pairs must not come from the judge's cache.
     cache_size = 0 if args.num_votes > 1 else 4096
     if args.judge_backend == "openai":
-        from sophia_trl.rewards.thinking import OpenAIJudge
+        from sophia_trl.judges import OpenAIJudge
 
         return OpenAIJudge(
             base_url=args.judge_base_url,
@@ -231,7 +231,7 @@ def build_judge(args: argparse.Namespace) -> Any:
             temperature=args.judge_temperature,
             cache_size=cache_size,
         )
-    from sophia_trl.rewards.thinking import TransformersJudge
+    from sophia_trl.judges import TransformersJudge
 
     return TransformersJudge(args.judge_model, cache_size=cache_size)
 

@@ -11,7 +11,7 @@ Output: `--output_dir OUT`, a `DatasetDict` with one `train` split written by `s
 `--push_to_hub REPO`), with columns
 
 - `prompt`: conversational, `[{"role": "system", ...}?, {"role": "user", "content": str}]`, the question, its options
-  and the per-type R1 instruction (`sophia_trl.data.build_prompt`, the same prompt as the synthetic task);
+  and the per-type R1 instruction (`sophia_trl.prompts.build_prompt`, the same prompt as the synthetic task);
 - `image`: the image (decoded when a row is read, converted to RGB), `None` for text-only rows; with
   `--image_column images`, an `images` list column instead (`[]` for text-only rows);
 - `solution` (`"<answer>X</answer>"`), `problem_type`, `problem`, `options`, `data_source`, `problem_id`;
@@ -42,19 +42,17 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Features, Image, List, Value
 
 from sophia_trl.data import (
-    IMAGE_PLACEHOLDER,
-    PROBLEM_TYPES,
     BadRowError,
     add_conversion_arguments,
     bad_rows_report,
-    build_prompt,
     convert_rows,
     iter_rows,
-    normalize_problem_type,
     release_data_files,
     resolve_image,
     save_dataset,
 )
+from sophia_trl.prompts import IMAGE_PLACEHOLDER, build_prompt
+from sophia_trl.rewards.problem_types import PROBLEM_TYPES, normalize_problem_type
 
 FEATURES = Features(
     {

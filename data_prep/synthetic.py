@@ -23,8 +23,7 @@ from collections import Counter
 
 from datasets import DatasetDict
 
-from sophia_trl.data import PROBLEM_TYPES
-from sophia_trl.synthetic import make_synthetic_dataset, make_thinking_dataset
+from sophia_trl.synthetic import SYNTHETIC_PROBLEM_TYPES, make_synthetic_dataset, make_thinking_dataset
 
 
 def build(args: argparse.Namespace) -> DatasetDict:
@@ -55,7 +54,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--problem_types",
         nargs="+",
-        choices=PROBLEM_TYPES,
+        choices=SYNTHETIC_PROBLEM_TYPES,
         default=None,
         help="Problem types to cycle through (default: all five). Quote the ones with a space.",
     )

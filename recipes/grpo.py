@@ -53,19 +53,19 @@ def get_reward_funcs(script_args: TrustGRPOScriptArguments) -> list:
 
 def get_thinking_judge(script_args: TrustGRPOScriptArguments):
     """The thinking judge named by `judge_backend` (backends import their heavy dependencies lazily)."""
-    from sophia_trl.rewards import thinking
+    from sophia_trl import judges
 
     backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
     if backend == "none":
         return None
     if backend == "transformers":
-        return thinking.TransformersJudge(
+        return judges.TransformersJudge(
             name, batch_size=script_args.judge_batch_size, max_new_tokens=script_args.judge_max_new_tokens
         )
     if backend == "scalar":
-        return thinking.ScalarJudge(name, batch_size=script_args.judge_batch_size)
+        return judges.ScalarJudge(name, batch_size=script_args.judge_batch_size)
     if backend == "openai":
-        judge = thinking.OpenAIJudge(
+        judge = judges.OpenAIJudge(
             script_args.judge_base_url,
             name,
             timeout=script_args.judge_timeout,
@@ -74,7 +74,7 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
             max_new_tokens=script_args.judge_max_new_tokens,
         )
         return judge
-    return thinking.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens)
+    return judges.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens)
 
 
 def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):

@@ -51,15 +51,15 @@ from trl import (
 
 from sophia_trl.data import load_train_test_splits
 from sophia_trl.hub import push_folder_to_hub, thinking_reward_model_card
-from sophia_trl.model_utils import load_processor, model_init_kwargs
-from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
-from sophia_trl.rewards.thinking import (
+from sophia_trl.judges import (
     ScalarJudge,
     TransformersJudge,
     evaluate_judge,
     format_judge_sft_example,
     format_score,
 )
+from sophia_trl.model_utils import load_processor, model_init_kwargs
+from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
 
 logger = logging.getLogger(__name__)
 

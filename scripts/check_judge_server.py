@@ -26,7 +26,7 @@ import time
 
 from PIL import Image
 
-from sophia_trl.rewards.thinking import JudgeServerError, OpenAIJudge
+from sophia_trl.judges import JudgeServerError, OpenAIJudge
 
 logger = logging.getLogger(__name__)
 

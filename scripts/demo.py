@@ -25,8 +25,8 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from sophia_trl.data import build_prompt
-from sophia_trl.rewards import format_reward, outcome_reward
+from sophia_trl.prompts import build_prompt
+from sophia_trl.rewards import PROBLEM_TYPES, format_reward, outcome_reward
 from sophia_trl.synthetic import FLAWS, make_synthetic_dataset, make_thinking_dataset, sample_problem, write_response
 from sophia_trl.tiny import build_tiny_vlm
 
@@ -49,7 +49,7 @@ def warm_start_data(num_rows: int, seed: int, flawed_fraction: float) -> Dataset
     rows = []
     for i in range(num_rows):
         rng = random.Random(f"demo-warm-start/{seed}/{i}")
-        problem = sample_problem(rng, ["multiple choice", "numerical", "OCR", "free-form", "text"][i % 5])
+        problem = sample_problem(rng, PROBLEM_TYPES[i % len(PROBLEM_TYPES)])
         flaw = rng.choice(FLAWS) if rng.random() < flawed_fraction else None
         response, _ = write_response(problem, rng, flaw)
         rows.append(

@@ -1,7 +1,7 @@
 # Copyright 2026 The sophia-trl Authors. Licensed under the Apache License, Version 2.0.
 """Ask a trained policy one question about one image and print its thinking and its answer.
 
-The prompt is the training prompt (`sophia_trl.data.build_prompt`: the question, the request to reason inside
+The prompt is the training prompt (`sophia_trl.prompts.build_prompt`: the question, the request to reason inside
 <think> </think> and answer inside <answer> </answer>, the answer-format rule of the problem type), decoded greedily
 with `transformers`. A full checkpoint and a LoRA adapter folder (a `use_peft` run's output) load the same way.
 
@@ -24,9 +24,9 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sophia_trl.data import PROBLEM_TYPES
 from sophia_trl.evaluation.answers import extract_answer
 from sophia_trl.evaluation.generation import DEFAULT_MAX_NEW_TOKENS, TransformersGenerator, r1_prompt
+from sophia_trl.rewards.problem_types import PROBLEM_TYPES
 
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
 
@@ -93,7 +93,7 @@ def infer(
         image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
             The image; `None` asks a text-only question.
         problem_type (`str`, *optional*, defaults to `"free-form"`):
-            Selects the answer-format rule of the training prompt, one of `sophia_trl.data.PROBLEM_TYPES`.
+            Selects the answer-format rule of the training prompt, one of `sophia_trl.rewards.PROBLEM_TYPES`.
         options (`list[str]` or `None`, *optional*, defaults to `None`):
             Option texts of a multiple-choice question, shown lettered A, B, ...
         system_prompt (`str` or `None`, *optional*, defaults to `None`):

@@ -1,8 +1,9 @@
-"""Rows -> TRL's conversational prompt format, and dataset loading for the recipes.
+"""Dataset loading for the recipes, and the helpers of the converters in `data_prep/`.
 
-Every dataset this project trains on (the synthetic task, the converted SophiaVL-R1-130k release, user data) goes
-through [`build_prompt`], so the policy always sees the same R1-style instruction for a given problem type: reason
-inside `<think> </think>`, then answer inside `<answer> </answer>` in the form the outcome reward of that type checks.
+Loading: [`load_dataset_from_name_or_path`] and [`load_train_test_splits`] read a `save_to_disk` folder, a data file
+or a Hub id the same way. Converting: [`iter_rows`], [`resolve_image`], [`convert_rows`] and [`save_dataset`] turn
+release files into datasets, with bad rows named by [`BadRowError`]; [`read_judge_row`] reads the judge data of the
+thinking reward whatever its column names. The prompt of each training row is built by `sophia_trl.prompts`.
 """
 
 from __future__ import annotations
@@ -22,125 +23,12 @@ from datasets import Dataset, DatasetDict, Features, Value, load_dataset, load_f
 from datasets import Image as ImageFeature
 from PIL import Image
 
+from .prompts import IMAGE_PLACEHOLDER, message_text, strip_instruction
+from .rewards.problem_types import normalize_problem_type
+
 logger = logging.getLogger(__name__)
 
-PROBLEM_TYPES = ("multiple choice", "numerical", "OCR", "free-form", "text")
-# Spellings seen in released code and user data, mapped to the canonical type names.
-PROBLEM_TYPE_ALIASES = {
-    "multiple choice": "multiple choice",
-    "multiple_choice": "multiple choice",
-    "multiple-choice": "multiple choice",
-    "numerical": "numerical",
-    "ocr": "OCR",
-    "free-form": "free-form",
-    "free form": "free-form",
-    "free_form": "free-form",
-    "text": "text",
-}
-IMAGE_PLACEHOLDER = re.compile(
-    r"<image>\s*"
-)  # TRL inserts image blocks itself: a literal placeholder is a stray token
 DATA_FILE_FORMATS = {".json": "json", ".jsonl": "json", ".parquet": "parquet", ".csv": "csv", ".arrow": "arrow"}
-
-# The structure follows the released SophiaVL-R1 training prompt (question, then a request for deliberate reasoning
-# with self-checks in <think>, then the answer in <answer>, then a per-type format rule), so prompts built here match
-# what the released checkpoints were trained on in content, not in exact wording.
-REASONING_INSTRUCTION = (
-    "Think the question through carefully, step by step, as a person would when working it out: talk yourself "
-    "through it, double-check your steps and correct yourself when something does not add up. Write this reasoning "
-    "between the <think> </think> tags, then give your final answer between the <answer> </answer> tags."
-)
-
-TYPE_INSTRUCTIONS = {
-    "multiple choice": (
-        "Inside the <answer> </answer> tags write only the letter of the correct option (for example A, B, C or D); "
-        "if several options are correct, separate their letters with commas (for example A,C)."
-    ),
-    "numerical": "Inside the <answer> </answer> tags write only the number (for example 42 or 3.14).",
-    "OCR": "Read the text in the image exactly as written and put that text inside the <answer> </answer> tags.",
-    "free-form": "Write your answer as text inside the <answer> </answer> tags.",
-    "text": "Write a short answer, a word or a few words, inside the <answer> </answer> tags.",
-}
-
-
-def format_question(problem: str, options: list[str] | None = None) -> str:
-    """
-    The question as the policy and the judge see it: the problem, then the options of a multiple-choice question one
-    per line (each option already carries its letter, e.g. `"A. 3"`, as in the released data).
-
-    Args:
-        problem (`str`):
-            Question text, without any answer-format instruction.
-        options (`list[str]` or `None`, *optional*, defaults to `None`):
-            Answer options; omitted when `None` or empty.
-
-    Returns:
-        `str`: The question text.
-    """
-    problem = problem.strip()
-    if options:
-        return problem + "\nOptions:\n" + "\n".join(str(option).strip() for option in options)
-    return problem
-
-
-def build_prompt(
-    problem: str,
-    problem_type: str,
-    options: list[str] | None = None,
-    system_prompt: str | None = None,
-) -> list[dict[str, str]]:
-    """
-    Build the conversational prompt of one row in TRL's format, with plain-string content: TRL inserts the image
-    block itself when the row has an `image` column.
-
-    Args:
-        problem (`str`):
-            Question text, without any answer-format instruction.
-        problem_type (`str`):
-            One of `"multiple choice"`, `"numerical"`, `"OCR"`, `"free-form"`, `"text"`; selects the answer-format
-            instruction.
-        options (`list[str]` or `None`, *optional*, defaults to `None`):
-            Options of a multiple-choice question, each with its letter (`"A. 3"`).
-        system_prompt (`str` or `None`, *optional*, defaults to `None`):
-            System message to put first; none when `None`.
-
-    Returns:
-        `list[dict[str, str]]`: `[{"role": "system", ...}?, {"role": "user", "content": ...}]`.
-
-    Example:
-
-    ```python
-    >>> build_prompt("How many red shapes are there?", "numerical")[0]["role"]
-    'user'
-    ```
-    """
-    if problem_type not in TYPE_INSTRUCTIONS:
-        raise ValueError(
-            f"Unknown problem_type {problem_type!r}: expected one of {list(TYPE_INSTRUCTIONS)}. Map the row's type to "
-            "one of these (the outcome reward is chosen by it)."
-        )
-    content = format_question(problem, options) + "\n" + REASONING_INSTRUCTION + " " + TYPE_INSTRUCTIONS[problem_type]
-    messages = [{"role": "user", "content": content}]
-    if system_prompt:
-        messages.insert(0, {"role": "system", "content": system_prompt})
-    return messages
-
-
-def normalize_problem_type(value: Any) -> str | None:
-    """
-    The canonical name of a problem type (`"multiple_choice"` -> `"multiple choice"`, `"ocr"` -> `"OCR"`), or `None`
-    when the value is not a known type.
-
-    Args:
-        value (`Any`):
-            The row's `problem_type`.
-
-    Returns:
-        `str` or `None`: One of `PROBLEM_TYPES`, or `None`.
-    """
-    if not isinstance(value, str):
-        return None
-    return PROBLEM_TYPE_ALIASES.get(value.strip().lower())
 
 
 def load_dataset_from_name_or_path(name_or_path: str, config: str | None = None) -> DatasetDict | Dataset:
@@ -466,53 +354,6 @@ def write_conversion_report(output_dir: str | os.PathLike, summary: dict[str, An
     return path
 
 
-def message_text(value: Any, role: str = "user") -> str | None:
-    """
-    The text of a field that may be a plain string or a conversation: a string is returned as is; for a list of
-    messages (TRL's conversational format, with string content or content blocks), the text of the last message with
-    `role`, its text blocks joined.
-
-    Args:
-        value (`Any`):
-            A string, a list of `{"role", "content"}` messages, or anything else (gives `None`).
-        role (`str`, *optional*, defaults to `"user"`):
-            Role of the message to read.
-
-    Returns:
-        `str` or `None`: The text, or `None` when there is none.
-    """
-    if isinstance(value, str):
-        return value
-    if not isinstance(value, list):
-        return None
-    for message in reversed(value):
-        if not isinstance(message, dict) or message.get("role") != role:
-            continue
-        content = message.get("content")
-        if isinstance(content, str):
-            return content
-        if isinstance(content, list):
-            texts = [b.get("text") for b in content if isinstance(b, dict) and isinstance(b.get("text"), str)]
-            return "".join(texts)
-    return None
-
-
-def strip_instruction(content: str) -> str:
-    """
-    The question part of a user message written by [`build_prompt`]: the text before the reasoning instruction
-    (options included); other text is returned unchanged.
-
-    Args:
-        content (`str`):
-            A user message.
-
-    Returns:
-        `str`: The question.
-    """
-    head, found, _ = content.partition("\n" + REASONING_INSTRUCTION)
-    return head.strip() if found else content.strip()
-
-
 # The rows the thinking-reward (stage-1) trainers read.
 JUDGE_DATA_FEATURES = Features(
     {
@@ -604,7 +445,8 @@ def read_judge_row(
     Read the judge-data fields of one row, whatever its column names (see `JUDGE_COLUMN_CANDIDATES`).
 
     `question` and `response` may be strings or conversations (TRL's completion logs): the last user message gives the
-    question (with the instruction added by [`build_prompt`] removed) and the last assistant message the response.
+    question (with the instruction added by `sophia_trl.prompts.build_prompt` removed) and the last assistant message
+    the response.
 
     Args:
         row (`dict`):

@@ -1,9 +1,9 @@
 """Model cards and Hub uploads for Trust-GRPO policies and thinking reward models.
 
-`TrustGRPOTrainer.create_model_card` writes [`trust_grpo_model_card`] to the run's `README.md`, so
-`--push_to_hub` (and every checkpoint push, see `hub_strategy` below) uploads a card that states the method, the
-Trust-GRPO settings of the run, the judge and the paper. [`push_folder_to_hub`] uploads any saved folder, e.g. a
-thinking reward model trained with `recipes/thinking_reward.py`, with the card of [`thinking_reward_model_card`]:
+`TrustGRPOTrainer.create_model_card` ([`TrustGRPOModelCard`]) writes [`trust_grpo_model_card`] to the run's
+`README.md`, so `--push_to_hub` (and every checkpoint push, see `hub_strategy` below) uploads a card that states the
+method, the Trust-GRPO settings of the run, the judge and the paper. [`push_folder_to_hub`] uploads any saved folder,
+e.g. a thinking reward model trained with `recipes/thinking_reward.py`, with the card of [`thinking_reward_model_card`]:
 
 ```bash
 python -m sophia_trl.hub --folder outputs/judge-3b --repo_id me/thinking-judge-3b --kind thinking_reward \
@@ -71,7 +71,7 @@ def describe_judge(judge: Any) -> str:
 
     Args:
         judge (`Any`):
-            A judge backend of `sophia_trl.rewards.thinking` (or any object with `score`), or `None` (plain GRPO).
+            A judge backend of `sophia_trl.judges` (or any object with `score`), or `None` (plain GRPO).
 
     Returns:
         `str`: The judge's class and, when it is a Hub model or a served model name, that name. Local paths and server
@@ -187,6 +187,7 @@ def trust_grpo_model_card(
     tags: Sequence[str] | None = None,
     wandb_url: str | None = None,
     trackio_url: str | None = None,
+    adapter: bool = False,
 ) -> ModelCard:
     """
     The model card of a policy trained with Trust-GRPO: method, settings of the run, judge, usage and citations.
@@ -214,6 +215,9 @@ def trust_grpo_model_card(
             Link to the wandb run.
         trackio_url (`str` or `None`, *optional*, defaults to `None`):
             Link to the trackio dashboard.
+        adapter (`bool`, *optional*, defaults to `False`):
+            The folder holds a LoRA adapter (a `use_peft` run), not full weights: the card says so and is tagged for
+            PEFT.
 
     Returns:
         [`~huggingface_hub.ModelCard`]: The card; `card.save(path)` writes it.
@@ -222,10 +226,17 @@ def trust_grpo_model_card(
     card_data = ModelCardData(
         base_model=base_model,
         datasets=[dataset_name] if dataset_name else None,
-        library_name="transformers",
+        library_name="peft" if adapter else "transformers",
         pipeline_tag="image-text-to-text",
         model_name=model_name,
-        tags=sorted({"sophia-trl", "trust-grpo", "trl", "grpo", *(tags or [])}),
+        tags=sorted({"sophia-trl", "trust-grpo", "trl", "grpo", *(["lora"] if adapter else []), *(tags or [])}),
+    )
+    adapter_note = (
+        "\n**This repository holds a LoRA adapter, not full weights.** With `peft` installed, `from_pretrained` below "
+        "loads the base model named in `adapter_config.json` and applies the adapter; "
+        "`model.merge_and_unload()` folds it into the weights.\n"
+        if adapter
+        else ""
     )
     repo = hub_model_id or "PATH_OR_REPO_ID"
     links = [
@@ -240,7 +251,7 @@ def trust_grpo_model_card(
 This model is {_base_model_sentence(base_model, dataset_name)} trained with **Trust-GRPO**, the method of
 [{SOPHIAVL_R1_PAPER["title"]}](https://huggingface.co/papers/{SOPHIAVL_R1_PAPER["id"]}), with sophia-trl's
 `TrustGRPOTrainer`, built on [TRL](https://github.com/huggingface/trl)'s `GRPOTrainer`.
-
+{adapter_note}
 ## Method
 
 For each prompt the policy samples G responses, each written as `<think>...</think><answer>...</answer>`. A
@@ -286,6 +297,51 @@ or, with sophia-trl: `python scripts/infer.py --model {repo} --image image.png -
 {_card_footer()}
 """
     return _card(card_data, body)
+
+
+class TrustGRPOModelCard:
+    """
+    Mixin for `GRPOTrainer` subclasses: `create_model_card` writes [`trust_grpo_model_card`] to `output_dir`.
+
+    TRL calls `create_model_card` at every checkpoint save and in `push_to_hub`, so the card with the method, the run's
+    Trust-GRPO settings, the judge (`self.thinking_judge`) and the paper is saved and uploaded with the model.
+    """
+
+    # Reward columns the card leaves out of its list of reward functions (the thinking reward has its own line).
+    _card_hidden_rewards: tuple[str, ...] = ()
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ) -> None:
+        """Writes `README.md` in `output_dir`: the method, the run's Trust-GRPO settings, the judge and the paper
+        ([`trust_grpo_model_card`]). `push_to_hub` and checkpoint saves call it."""
+        # Imported here so that `python -m sophia_trl.hub` uploads a folder without loading TRL.
+        from accelerate.utils import is_peft_model
+        from trl.trainer.utils import get_trackio_space_url
+
+        if not self.is_world_process_zero():
+            return
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        wandb_run = None
+        if "wandb" in (self.args.report_to or []):
+            import wandb
+
+            wandb_run = wandb.run
+        card = trust_grpo_model_card(
+            self.args,
+            model_name=model_name or (self.args.hub_model_id or Path(self.args.output_dir).name).split("/")[-1],
+            total_steps=self.state.max_steps,
+            base_model=getattr(self.model.config, "_name_or_path", None),
+            hub_model_id=self.hub_model_id,
+            dataset_name=dataset_name,
+            judge=describe_judge(getattr(self, "thinking_judge", None)),
+            reward_names=[name for name in self.reward_func_names if name not in self._card_hidden_rewards],
+            tags=[*self._tag_names, *tags],
+            wandb_url=wandb_run.url if wandb_run is not None else None,
+            trackio_url=get_trackio_space_url(),
+            adapter=is_peft_model(self.model),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))
 
 
 def thinking_reward_model_card(
@@ -337,7 +393,7 @@ def thinking_reward_model_card(
             "answer with one score in {0, 0.1, ..., 1.0} as `<answer>score</answer>`."
         )
         usage = f"""```python
-from sophia_trl.rewards.thinking import TransformersJudge, OpenAIJudge
+from sophia_trl.judges import TransformersJudge, OpenAIJudge
 
 judge = TransformersJudge("{repo}")  # in-process
 # or: scripts/serve_judge.sh vllm {repo} 8001, then
@@ -347,7 +403,7 @@ scores = judge.score(["How many circles?"], ["<think>I count 3 circles.</think><
     else:
         how = "A linear head on the backbone was trained by regression of sigmoid(logit) to the score."
         usage = f"""```python
-from sophia_trl.rewards.thinking import ScalarJudge
+from sophia_trl.judges import ScalarJudge
 
 judge = ScalarJudge("{repo}")
 scores = judge.score(["How many circles?"], ["<think>I count 3 circles.</think><answer>3</answer>"], [image])

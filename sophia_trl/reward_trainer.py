@@ -1,16 +1,17 @@
 """Stage 1 of SophiaVL-R1 with a scalar head: a vision-language thinking reward model trained on pointwise scores.
 
 TRL's `RewardTrainer` learns from preference pairs of text with a Bradley-Terry loss, and
-`AutoModelForSequenceClassification` has no Qwen2.5-VL mapping. This module adds the three pieces that make it fit
-(question, image, response, score) rows:
+`AutoModelForSequenceClassification` has no Qwen2.5-VL mapping. With the scalar-head model
+[`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`] (the Qwen2.5-VL backbone plus a linear head on the last
+non-padding token), this module adds the pieces that make it fit (question, image, response, score) rows:
 
-- [`Qwen2_5_VLForScalarReward`]: the Qwen2.5-VL backbone plus a linear head on the last non-padding token; it
-  round-trips through `save_pretrained` / `from_pretrained` and loads the backbone of any Qwen2.5-VL checkpoint;
 - [`ThinkingRewardConfig`]: `trl.RewardConfig` plus the choice of regression loss;
 - [`ThinkingRewardTrainer`]: `trl.RewardTrainer` with pointwise data, images, a regression loss and the metrics MAE
-  and pairwise ranking accuracy within a question.
+  and pairwise ranking accuracy within a question;
+- [`DataCollatorForThinkingReward`], [`check_judge_row`] and [`drop_long_rows`]: the rows rendered with the judge
+  prompt of [`sophia_trl.judges`], checked, and kept within `max_length`.
 
-The trained model is what [`~sophia_trl.rewards.thinking.ScalarJudge`] loads.
+The trained model is what [`~sophia_trl.judges.ScalarJudge`] loads.
 """
 
 from __future__ import annotations
@@ -24,114 +25,16 @@ import torch
 import torch.nn as nn
 from datasets import Dataset, IterableDataset
 from transformers import AutoProcessor, PreTrainedModel, ProcessorMixin
-from transformers.conversion_mapping import get_checkpoint_conversion_mapping, register_checkpoint_conversion_mapping
-from transformers.modeling_outputs import SequenceClassifierOutputWithPast
-from transformers.models.qwen2_5_vl.modeling_qwen2_5_vl import (
-    Qwen2_5_VLConfig,
-    Qwen2_5_VLModel,
-    Qwen2_5_VLPreTrainedModel,
-)
 from trl import RewardConfig, RewardTrainer
 from trl.data_utils import get_dataset_column_names
 
-from .rewards.thinking import build_judge_inputs, pairwise_accuracy, question_group_id
+from .judges import build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
+from .judges.scalar_model import load_scalar_reward_model
 
 logger = logging.getLogger(__name__)
 
 REGRESSION_LOSSES = ("bce", "mse")
 REQUIRED_COLUMNS = ("question", "response", "score")
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Model
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-def last_token_indices(attention_mask: torch.Tensor) -> torch.Tensor:
-    """Index of the last attended token of each row, for left or right padding: `(B, L) -> (B,)`."""
-    length = attention_mask.shape[-1]
-    return (length - 1) - attention_mask.flip(-1).long().argmax(-1)
-
-
-class Qwen2_5_VLForScalarReward(Qwen2_5_VLPreTrainedModel):
-    """
-    Qwen2.5-VL with a scalar head: the backbone's hidden state at the last non-padding token goes through a linear
-    layer to one logit per sequence; `sigmoid(logit)` is the thinking score in [0, 1].
-
-    Loading a generative Qwen2.5-VL checkpoint (e.g. `Qwen/Qwen2.5-VL-3B-Instruct`) takes its backbone and leaves the
-    head newly initialised (the language-model head is dropped); loading a checkpoint saved by this class restores the
-    head too. No `trust_remote_code` is involved: load it with this class, not with an Auto class.
-
-    Args:
-        config ([`~transformers.Qwen2_5_VLConfig`]):
-            The Qwen2.5-VL configuration; `num_labels` is set to 1.
-    """
-
-    def __init__(self, config: Qwen2_5_VLConfig):
-        config.num_labels = 1
-        super().__init__(config)
-        self.model = Qwen2_5_VLModel(config)
-        self.score = nn.Linear(config.text_config.hidden_size, 1)
-        self.post_init()
-
-    def get_input_embeddings(self) -> nn.Module:
-        return self.model.get_input_embeddings()
-
-    def set_input_embeddings(self, value: nn.Module) -> None:
-        self.model.set_input_embeddings(value)
-
-    def forward(
-        self,
-        input_ids: torch.LongTensor | None = None,
-        attention_mask: torch.Tensor | None = None,
-        pixel_values: torch.Tensor | None = None,
-        image_grid_thw: torch.LongTensor | None = None,
-        inputs_embeds: torch.Tensor | None = None,
-        **kwargs: Any,
-    ) -> SequenceClassifierOutputWithPast:
-        """
-        Args:
-            input_ids (`torch.LongTensor` of shape `(batch_size, sequence_length)`):
-                Token ids as built by the processor (image placeholders expanded).
-            attention_mask (`torch.Tensor` of shape `(batch_size, sequence_length)`, *optional*):
-                1 for real tokens, 0 for padding (either side); the head reads the last 1 of each row.
-            pixel_values (`torch.Tensor`, *optional*):
-                Image patches of all the batch's images, as the processor returns them.
-            image_grid_thw (`torch.LongTensor` of shape `(num_images, 3)`, *optional*):
-                Patch grid of each image.
-
-        Returns:
-            [`~transformers.modeling_outputs.SequenceClassifierOutputWithPast`]: `logits` of shape `(batch_size, 1)`.
-        """
-        kwargs.pop("use_cache", None)  # no generation: never build a KV cache
-        kwargs.pop("labels", None)
-        outputs = self.model(
-            input_ids=input_ids,
-            attention_mask=attention_mask,
-            pixel_values=pixel_values,
-            image_grid_thw=image_grid_thw,
-            inputs_embeds=inputs_embeds,
-            use_cache=False,
-            **kwargs,
-        )
-        hidden = outputs.last_hidden_state  # (B, L, H)
-        if attention_mask is None:
-            last = torch.full((hidden.shape[0],), hidden.shape[1] - 1, device=hidden.device)
-        else:
-            last = last_token_indices(attention_mask).to(hidden.device)
-        pooled = hidden[torch.arange(hidden.shape[0], device=hidden.device), last]  # (B, H)
-        logits = self.score(pooled.to(self.score.weight.dtype))  # (B, 1)
-        return SequenceClassifierOutputWithPast(logits=logits, hidden_states=outputs.hidden_states)
-
-
-# Checkpoints of Qwen2.5-VL (and this class's own saves) store the backbone as `model.*` + `visual.*`; transformers
-# maps those keys to `model.language_model.*` / `model.visual.*` only for its own classes, so register the same
-# renaming for this one (it is also reversed on save, keeping the standard layout on disk).
-register_checkpoint_conversion_mapping(
-    Qwen2_5_VLForScalarReward.__name__,
-    get_checkpoint_conversion_mapping("Qwen2VLForConditionalGeneration"),
-    overwrite=True,
-)
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -156,7 +59,7 @@ def check_judge_row(question: Any, response: Any, score: Any, where: str = "A ro
 class DataCollatorForThinkingReward:
     """
     Collates pointwise judge rows into model inputs: each row is rendered with the judge prompt
-    ([`~sophia_trl.rewards.thinking.build_judge_inputs`]) and processed with its image, if any.
+    ([`~sophia_trl.judges.build_judge_inputs`]) and processed with its image, if any.
 
     Args:
         processor ([`~transformers.ProcessorMixin`]):
@@ -171,14 +74,11 @@ class DataCollatorForThinkingReward:
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for example in examples:  # streamed datasets reach the trainer unchecked
             check_judge_row(example["question"], example["response"], example["score"])
-        images = [example.get("image") for example in examples]
-        batch = build_judge_inputs(
-            self.processor, [ex["question"] for ex in examples], [ex["response"] for ex in examples], images
-        )
-        batch = dict(batch)
+        questions, responses, images = (list(column) for column in zip(*(judge_inputs(ex) for ex in examples)))
+        batch = dict(build_judge_inputs(self.processor, questions, responses, images))
         batch["target_scores"] = torch.tensor([float(ex["score"]) for ex in examples], dtype=torch.float32)
         batch["group_ids"] = torch.tensor(
-            [question_group_id(ex["question"], img) for ex, img in zip(examples, images)], dtype=torch.int64
+            [question_group_id(q, img) for q, img in zip(questions, images)], dtype=torch.int64
         )
         return batch
 
@@ -214,7 +114,8 @@ def drop_long_rows(
     """
 
     def num_tokens(example):
-        inputs = build_judge_inputs(processor, [example["question"]], [example["response"]], [example.get("image")])
+        question, response, image = judge_inputs(example)
+        inputs = build_judge_inputs(processor, [question], [response], [image])
         return {"_num_tokens": int(inputs["attention_mask"].sum()) + extra_tokens}
 
     lengths = dataset.map(num_tokens, desc=f"Measuring {dataset_name} rows", num_proc=num_proc)["_num_tokens"]
@@ -287,8 +188,9 @@ class ThinkingRewardTrainer(RewardTrainer):
     [`~trl.RewardTrainer`] for a vision-language thinking reward model trained on pointwise scores.
 
     The changes with respect to `RewardTrainer` (written against TRL 1.16.0):
-    - the model is a [`Qwen2_5_VLForScalarReward`] (loaded from a path or passed in) and `processing_class` is the
-      full processor, so images reach the model and the saved checkpoint holds the processor;
+    - the model is a [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`] (loaded from a path or passed in)
+      and `processing_class` is the full processor, so images reach the model and the saved checkpoint holds the
+      processor;
     - `_prepare_dataset` validates pointwise rows and drops rows longer than `max_length` (with a warning) instead of
       tokenising chosen/rejected pairs; [`DataCollatorForThinkingReward`] renders the judge prompt in each batch;
     - `compute_loss` regresses `sigmoid(logit)` to the score (`regression_loss`) and logs `mae`,
@@ -297,7 +199,7 @@ class ThinkingRewardTrainer(RewardTrainer):
     Everything else (optimisation, PEFT, checkpointing, logging) is inherited.
 
     Args:
-        model (`str` or [`Qwen2_5_VLForScalarReward`]):
+        model (`str` or [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`]):
             A Qwen2.5-VL checkpoint path or Hub id (the head is added when missing), or a loaded model.
         args ([`ThinkingRewardConfig`], *optional*, defaults to `None`):
             Training configuration; `ThinkingRewardConfig("<model>-ThinkingReward")` when `None`.
@@ -431,28 +333,3 @@ class ThinkingRewardTrainer(RewardTrainer):
                 self._metrics["eval"]["pairwise_accuracy"] = [accuracy]
             self._metrics["eval"]["num_pairs"] = [num_pairs]
         super().log(logs, start_time)
-
-
-def load_scalar_reward_model(model_name_or_path: str, **kwargs: Any) -> Qwen2_5_VLForScalarReward:
-    """
-    Loads a [`Qwen2_5_VLForScalarReward`] from a scalar-head checkpoint or, with a new head, from any Qwen2.5-VL one.
-
-    Args:
-        model_name_or_path (`str`):
-            Local folder or Hub id.
-        **kwargs:
-            Passed to `from_pretrained` (e.g. `dtype`, `attn_implementation`).
-
-    Returns:
-        [`Qwen2_5_VLForScalarReward`]: The model.
-    """
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(model_name_or_path)
-    if not isinstance(config, Qwen2_5_VLConfig):
-        raise ValueError(
-            f"{model_name_or_path} is a {config.model_type!r} model; the scalar thinking reward model is built on "
-            "Qwen2.5-VL (model_type 'qwen2_5_vl'). Use the generative judge (--judge_type generative) for other "
-            "architectures."
-        )
-    return Qwen2_5_VLForScalarReward.from_pretrained(model_name_or_path, **kwargs)

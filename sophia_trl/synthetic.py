@@ -33,7 +33,9 @@ from datasets import Dataset, Features, Image, Value
 from PIL import Image as PILImage
 from PIL import ImageDraw, ImageFont
 
-from .data import JUDGE_DATA_FEATURES, PROBLEM_TYPES, build_prompt, format_question
+from .data import JUDGE_DATA_FEATURES
+from .prompts import build_prompt, format_question
+from .rewards.problem_types import PROBLEM_TYPES
 
 COLORS = {
     "red": (220, 30, 30),
@@ -47,6 +49,17 @@ BACKGROUND = (255, 255, 255)
 TEXT_COLOR = (0, 0, 0)
 GRID = 3  # 3x3 cells, one shape per cell at most, so shapes never overlap and can be counted from the pixels
 OCR_WORDS = ("cat", "lamp", "tree", "moon", "fish", "star", "road", "bird", "cake", "ship", "kite", "rain")
+# The question kinds this task draws for each problem type of the registry (an OCR problem is a rendered word or
+# number). A type added to the registry without an entry here is not drawn.
+QUESTION_KINDS = {
+    "numerical": ("count_color", "count_kind", "count_total", "sum_colors", "diff_colors"),
+    "multiple choice": ("count_color", "count_kind", "count_total", "sum_colors", "most_color"),
+    "text": ("most_color", "most_kind"),
+    "free-form": ("count_pair",),
+    "OCR": ("ocr",),
+}
+# The problem types this task draws, in registry order (the round robin of `make_synthetic_dataset`).
+SYNTHETIC_PROBLEM_TYPES = tuple(t for t in PROBLEM_TYPES if t in QUESTION_KINDS)
 FLAWS = ("miscount", "slip", "filler", "repetition", "wrong_answer", "guess")
 FILLER_SENTENCES = (
     "Shapes like these are often used in children's books.",
@@ -235,8 +248,8 @@ def sample_problem(
     Returns:
         [`SyntheticProblem`]: The problem, its answer and its scene.
     """
-    if problem_type not in PROBLEM_TYPES:
-        raise ValueError(f"Unknown problem_type {problem_type!r}: expected one of {list(PROBLEM_TYPES)}.")
+    if problem_type not in SYNTHETIC_PROBLEM_TYPES:
+        raise ValueError(f"Unknown problem_type {problem_type!r}: expected one of {list(SYNTHETIC_PROBLEM_TYPES)}.")
     if problem_type == "OCR":
         if text_only:
             raise ValueError("An OCR problem needs an image: text_only=True is not possible for problem_type 'OCR'.")
@@ -259,14 +272,9 @@ def sample_problem(
         shapes = _sample_shapes(rng, image_size)
         present_colors = tuple(c for c in COLORS if _count(shapes, c))
         present_kinds = tuple(k for k in SHAPES if _count(shapes, k))
-        if problem_type == "numerical":
-            kind = rng.choice(["count_color", "count_kind", "count_total", "sum_colors", "diff_colors"])
-        elif problem_type == "multiple choice":
-            kind = rng.choice(["count_color", "count_kind", "count_total", "sum_colors", "most_color"])
-        elif problem_type == "text":
-            kind = rng.choice(["most_color", "most_kind"])
-        else:
-            kind = "count_pair"
+        kinds = QUESTION_KINDS[problem_type]
+        # One kind is taken without drawing, so that the random stream (and every row after) stays as it was.
+        kind = kinds[0] if len(kinds) == 1 else rng.choice(kinds)
 
         if kind == "most_color":
             targets = present_colors
@@ -329,10 +337,10 @@ def _row_rng(seed: int, index: int, stream: str) -> random.Random:
 
 
 def _problem_types(problem_types: list[str] | None) -> list[str]:
-    problem_types = list(PROBLEM_TYPES) if problem_types is None else list(problem_types)
-    unknown = [t for t in problem_types if t not in PROBLEM_TYPES]
+    problem_types = list(SYNTHETIC_PROBLEM_TYPES) if problem_types is None else list(problem_types)
+    unknown = [t for t in problem_types if t not in SYNTHETIC_PROBLEM_TYPES]
     if unknown or not problem_types:
-        raise ValueError(f"problem_types={problem_types!r}: each must be one of {list(PROBLEM_TYPES)}.")
+        raise ValueError(f"problem_types={problem_types!r}: each must be one of {list(SYNTHETIC_PROBLEM_TYPES)}.")
     return problem_types
 
 

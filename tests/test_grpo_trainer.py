@@ -9,7 +9,8 @@ from datasets import Dataset
 from PIL import Image
 
 from sophia_trl.configs import TrustGRPOConfig
-from sophia_trl.grpo_trainer import TrustGRPOTrainer, response_of
+from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.judges import response_of
 
 G = 4
 

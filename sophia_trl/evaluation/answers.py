@@ -19,7 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
-from sophia_trl.rewards.outcome import parse_choices
+from sophia_trl.rewards.scorers import parse_choices
 
 ANSWER_SOURCES = ("answer_tag", "after_think", "full_response", "empty")
 
@@ -92,7 +92,7 @@ def option_letters(num_options: int) -> list[str]:
 def parse_choice(text: str, num_options: int, options: list[str] | None = None) -> str | None:
     """Reads a single option letter from an answer, tolerant of the ways models write a choice.
 
-    The answer is first read as the training reward reads it (`sophia_trl.rewards.outcome.parse_choices`: `"B"`,
+    The answer is first read as the training reward reads it (`sophia_trl.rewards.scorers.parse_choices`: `"B"`,
     `"(b)"`, `"B."`, `"B. 40"`, `"B) 40"`, `"\\boxed{B}"`, `"The answer is (B)"`, or exactly one option's text). When
     that finds nothing, the fallback for free text is the last bracketed letter (`"... so (B) it is"`), then the last
     standalone capital letter in range (`"so the answer is B"`).

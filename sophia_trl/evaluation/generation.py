@@ -17,7 +17,7 @@ from typing import Any
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sophia_trl.data import build_prompt
+from sophia_trl.prompts import build_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -43,7 +43,7 @@ def r1_prompt(
     system_prompt: str | None = None,
     options: list[str] | None = None,
 ) -> EvalPrompt:
-    """The training prompt (`sophia_trl.data.build_prompt`) for one item.
+    """The training prompt (`sophia_trl.prompts.build_prompt`) for one item.
 
     Args:
         problem (`str`):

@@ -2,7 +2,7 @@
 
 MathVista's official pipeline asks GPT-4 to extract the answer from a free-form response before comparing it;
 MathVerse's also asks it whether the extracted answer matches the reference. Here the judge is any OpenAI-compatible
-chat server (OpenAI, `vllm serve`, `transformers serve`), called through the thinking reward model's `OpenAIJudge`
+chat server (OpenAI, `vllm serve`, `transformers serve`), called through the thinking judges' `OpenAIChatClient`
 transport: a timeout, bounded retries and bounded concurrency. It is only asked when the rule-based reading is not
 already clean (a bare option letter or number), as the official code's quick checks do. A call that still fails after
 its retries leaves the rule-based result in place and is counted, so a flaky server never stops an evaluation or
@@ -15,7 +15,7 @@ import re
 from typing import Any
 
 from sophia_trl.evaluation.report import JUDGE_MODE, RULE_MODE
-from sophia_trl.rewards.thinking import OpenAIJudge
+from sophia_trl.judges import OpenAIChatClient
 
 EXTRACTION_PROMPT = """\
 Below is a question and a model's response to it. Copy out the model's final answer and nothing else.
@@ -49,7 +49,7 @@ Same (1 or 0):"""
 class ChatJudge:
     """A client for an OpenAI-compatible chat-completions server, used to read and compare answers.
 
-    Requests go through [`~sophia_trl.rewards.thinking.OpenAIJudge`]'s transport (the thinking reward model's client):
+    Requests go through [`~sophia_trl.judges.OpenAIChatClient`] (the thinking judges' transport):
     the same timeout per attempt, bounded retries with backoff, bounded concurrency, and a clear error for a wrong API
     key, URL or model name.
 
@@ -81,7 +81,7 @@ class ChatJudge:
         max_concurrency: int = 8,
         max_tokens: int = 64,
     ):
-        self._client = OpenAIJudge(
+        self._client = OpenAIChatClient(
             base_url,
             model,
             api_key=api_key,
@@ -89,7 +89,6 @@ class ChatJudge:
             max_retries=max_retries,
             max_concurrency=max_concurrency,
             max_new_tokens=max_tokens,
-            cache_size=0,
         )
         self.num_calls = 0
         self.num_failures = 0

@@ -28,7 +28,7 @@ from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge, JudgedItems
 from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.report import accuracy, accuracy_by, benchmark_result, make_record
-from sophia_trl.rewards.outcome import numerical_reward
+from sophia_trl.rewards.scorers import numerical_reward
 
 logger = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""sophia_trl.data: prompts, problem types, dataset loading and the row readers of the converters."""
+"""sophia_trl.data: dataset loading and the row readers of the converters."""
 
 import io
 import json
@@ -8,64 +8,12 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 
 from sophia_trl.data import (
-    PROBLEM_TYPES,
-    REASONING_INSTRUCTION,
-    TYPE_INSTRUCTIONS,
     BadRowError,
-    build_prompt,
     convert_rows,
     iter_rows,
     load_dataset_from_name_or_path,
-    normalize_problem_type,
     resolve_image,
 )
-
-
-@pytest.mark.parametrize("problem_type", PROBLEM_TYPES)
-def test_build_prompt_per_type(problem_type):
-    messages = build_prompt("  What is shown?  ", problem_type)
-    assert messages == [
-        {"role": "user", "content": "What is shown?\n" + REASONING_INSTRUCTION + " " + TYPE_INSTRUCTIONS[problem_type]}
-    ]
-    content = messages[0]["content"]
-    assert "<think> </think>" in content and "<answer> </answer>" in content
-
-
-def test_build_prompt_instructions_say_what_to_answer():
-    assert "letter" in TYPE_INSTRUCTIONS["multiple choice"]
-    assert "number" in TYPE_INSTRUCTIONS["numerical"]
-    assert "text in the image" in TYPE_INSTRUCTIONS["OCR"]
-    assert "short answer" in TYPE_INSTRUCTIONS["text"]
-
-
-def test_build_prompt_options_and_system():
-    messages = build_prompt("Pick one.", "multiple choice", ["A. 1", " B. 2 "], system_prompt="Be exact.")
-    assert messages[0] == {"role": "system", "content": "Be exact."}
-    assert messages[1]["content"].startswith("Pick one.\nOptions:\nA. 1\nB. 2\n" + REASONING_INSTRUCTION)
-
-
-def test_build_prompt_unknown_type():
-    with pytest.raises(ValueError, match="Unknown problem_type 'essay'"):
-        build_prompt("Why?", "essay")
-
-
-@pytest.mark.parametrize(
-    "value, expected",
-    [
-        ("multiple choice", "multiple choice"),
-        ("Multiple_Choice", "multiple choice"),
-        ("ocr", "OCR"),
-        ("OCR", "OCR"),
-        (" free_form ", "free-form"),
-        ("numerical", "numerical"),
-        ("regression", None),
-        (None, None),
-        (3, None),
-    ],
-)
-def test_normalize_problem_type(value, expected):
-    assert normalize_problem_type(value) == expected
-
 
 # --- load_dataset_from_name_or_path --------------------------------------------------------------------------------
 

@@ -10,7 +10,7 @@ import pandas as pd
 import pytest
 from datasets import load_from_disk
 
-from sophia_trl.data import build_prompt
+from sophia_trl.prompts import build_prompt
 from sophia_trl.synthetic import make_synthetic_dataset
 
 

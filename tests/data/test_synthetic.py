@@ -9,11 +9,13 @@ import pytest
 from datasets import Dataset
 from PIL import Image, ImageDraw
 
-from sophia_trl.data import PROBLEM_TYPES
+from sophia_trl.rewards.problem_types import PROBLEM_TYPES
 from sophia_trl.synthetic import (
     BACKGROUND,
     COLORS,
     FILLER_SENTENCES,
+    QUESTION_KINDS,
+    SYNTHETIC_PROBLEM_TYPES,
     Shape,
     SyntheticProblem,
     make_synthetic_dataset,
@@ -24,6 +26,12 @@ from sophia_trl.synthetic import (
 )
 
 TEXT_RGB = (0, 0, 0)
+
+
+def test_the_task_draws_every_built_in_problem_type():
+    # The types come from the registry, in its order (the round robin of the datasets below).
+    assert SYNTHETIC_PROBLEM_TYPES == PROBLEM_TYPES
+    assert set(QUESTION_KINDS) == set(PROBLEM_TYPES)
 
 
 # --- An independent reading of a rendered scene --------------------------------------------------------------------

@@ -12,7 +12,8 @@ from pathlib import Path
 from datasets import Dataset
 
 from sophia_trl.configs import TrustGRPOConfig
-from sophia_trl.grpo_trainer import TrustGRPOTrainer, response_of
+from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.judges import response_of
 
 G = 4
 # Completion text -> (outcome reward, judge score).

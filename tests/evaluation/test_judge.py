@@ -8,7 +8,7 @@ import pytest
 
 from sophia_trl.evaluation import ChatJudge, evaluate, mathverse
 from sophia_trl.evaluation.judge import parse_extraction, parse_judgement
-from sophia_trl.rewards.thinking import JudgeServerError
+from sophia_trl.judges import JudgeServerError
 
 PREDICTIONS = Path(__file__).parent / "fixtures" / "predictions"
 

@@ -9,10 +9,10 @@ import datasets
 import pytest
 from evaluation_helpers import NUM_ITEMS, square
 
-from sophia_trl.data import build_prompt
 from sophia_trl.evaluation import get_benchmark, mmbench, mmstar
 from sophia_trl.evaluation.loading import load_benchmark, to_image
 from sophia_trl.evaluation.runner import _base_dir
+from sophia_trl.prompts import build_prompt
 
 PREDICTIONS = Path(__file__).parent / "fixtures" / "predictions"
 

@@ -35,7 +35,7 @@ def constant_judge_dir(tiny_judge_dir, tmp_path_factory):
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl import SFTConfig, SFTTrainer
 
-    from sophia_trl.rewards.thinking import format_judge_sft_example
+    from sophia_trl.judges import format_judge_sft_example
 
     rows = [
         {

@@ -12,7 +12,7 @@ import httpx
 import pytest
 from PIL import Image
 
-from sophia_trl.rewards.thinking import OpenAIJudge, TransformersJudge
+from sophia_trl.judges import OpenAIJudge, TransformersJudge
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVE = ROOT / "scripts" / "serve_judge.sh"

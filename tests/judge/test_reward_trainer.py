@@ -1,48 +1,18 @@
-"""Scalar-head thinking reward model, its trainer and ScalarJudge (`sophia_trl.reward_trainer`)."""
+"""The scalar-head thinking reward model's trainer (`sophia_trl.reward_trainer`) and the ScalarJudge that loads its
+output."""
 
 import inspect
-import math
 
 import pytest
 import torch
-from datasets import Dataset, Features, Value
-from datasets import Image as ImageFeature
+from datasets import Dataset
+from judge_helpers import thinking_rows
 from PIL import Image
-from transformers import AutoModelForImageTextToText, AutoProcessor
+from transformers import AutoProcessor
 from trl import RewardTrainer
 
-from sophia_trl.reward_trainer import (
-    DataCollatorForThinkingReward,
-    Qwen2_5_VLForScalarReward,
-    ThinkingRewardConfig,
-    ThinkingRewardTrainer,
-    last_token_indices,
-    load_scalar_reward_model,
-)
-from sophia_trl.rewards.thinking import ScalarJudge, build_judge_inputs, pairwise_accuracy
-
-FEATURES = Features(
-    {"question": Value("string"), "image": ImageFeature(), "response": Value("string"), "score": Value("float64")}
-)
-SOUND = "<think>There are 2 red circles and 1 blue square, so 2 + 1 = 3 shapes.</think><answer>3</answer>"
-FLAWED = "<think>" + "Shapes are nice, I like shapes. " * 30 + "</think><answer>7</answer>"  # redundant filler
-
-
-def thinking_rows(num_questions=6):
-    """Two responses per question (sound 0.9, flawed 0.1); questions alternate between image and text-only."""
-    rows = []
-    for q in range(num_questions):
-        image = Image.new("RGB", (56, 56), (40 * q % 256, 100, 200)) if q % 3 != 2 else None
-        for response, score in ((SOUND, 0.9), (FLAWED, 0.1)):
-            rows.append(
-                {
-                    "question": f"How many shapes are in scene {q}?",
-                    "image": image,
-                    "response": response,
-                    "score": score,
-                }
-            )
-    return Dataset.from_list(rows, features=FEATURES)
+from sophia_trl.judges import ScalarJudge, build_judge_inputs
+from sophia_trl.reward_trainer import DataCollatorForThinkingReward, ThinkingRewardConfig, ThinkingRewardTrainer
 
 
 def make_args(tmp_path, **kwargs):
@@ -60,88 +30,6 @@ def make_args(tmp_path, **kwargs):
         "seed": 0,
     }
     return ThinkingRewardConfig(str(tmp_path / "out"), **{**defaults, **kwargs})
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Pure functions
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize(
-    "mask, expected",
-    [
-        ([[1, 1, 1, 0, 0], [1, 1, 1, 1, 1]], [2, 4]),  # right padding
-        ([[0, 0, 1, 1, 1], [0, 1, 1, 1, 1]], [4, 4]),  # left padding
-        ([[1, 0, 0, 0, 0]], [0]),
-    ],
-)
-def test_last_token_indices(mask, expected):
-    assert last_token_indices(torch.tensor(mask)).tolist() == expected
-
-
-def test_pairwise_accuracy_by_hand():
-    # Group 0: targets 0.9 > 0.5 > 0.1, predictions order (0.9, 0.5) right, (0.9, 0.1) right, (0.5, 0.1) wrong.
-    # Group 1: targets 0.2 < 0.8 with predictions tied: wrong. Equal targets (group 2) make no pair.
-    predictions = torch.tensor([0.8, 0.2, 0.3, 0.5, 0.5, 0.1, 0.9])
-    targets = torch.tensor([0.9, 0.5, 0.1, 0.2, 0.8, 0.4, 0.4])
-    groups = torch.tensor([0, 0, 0, 1, 1, 2, 2])
-    accuracy, num_pairs = pairwise_accuracy(predictions, targets, groups)
-    assert num_pairs == 4
-    assert accuracy == pytest.approx(2 / 4)
-    assert math.isnan(pairwise_accuracy(predictions[5:], targets[5:], groups[5:])[0])
-
-
-# ---------------------------------------------------------------------------------------------------------------------
-# Model
-# ---------------------------------------------------------------------------------------------------------------------
-
-
-@pytest.fixture(scope="module")
-def scalar_model(tiny_judge_dir):
-    return load_scalar_reward_model(str(tiny_judge_dir)).eval()
-
-
-def test_scalar_model_takes_the_backbone_of_a_generative_checkpoint(tiny_judge_dir, scalar_model):
-    generative = dict(AutoModelForImageTextToText.from_pretrained(tiny_judge_dir).named_parameters())
-    scalar = dict(scalar_model.named_parameters())
-    assert sorted(set(scalar) - set(generative)) == ["score.bias", "score.weight"]
-    for name, param in scalar.items():
-        if name in generative:
-            assert torch.equal(param, generative[name]), name
-    assert scalar_model.config.num_labels == 1
-
-
-def test_scalar_model_round_trips_and_pools_independently_of_padding(tiny_judge_dir, scalar_model, tmp_path):
-    processor = AutoProcessor.from_pretrained(tiny_judge_dir)
-    rows = thinking_rows(3)
-    questions, responses, images = rows["question"], rows["response"], rows["image"]
-    with torch.no_grad():
-        single = torch.cat(
-            [
-                scalar_model(**build_judge_inputs(processor, [q], [r], [i])).logits
-                for q, r, i in zip(questions, responses, images)
-            ]
-        )
-        for side in ("left", "right"):
-            processor.tokenizer.padding_side = side
-            batch = build_judge_inputs(processor, questions, responses, images)
-            assert (batch["attention_mask"] == 0).any()  # the rows really are padded
-            batched = scalar_model(**batch).logits
-            torch.testing.assert_close(batched, single, atol=1e-4, rtol=1e-4)
-        scalar_model.save_pretrained(tmp_path / "scalar")
-        reloaded = Qwen2_5_VLForScalarReward.from_pretrained(tmp_path / "scalar").eval()
-        torch.testing.assert_close(reloaded(**batch).logits, batched)
-    assert single.shape == (6, 1)
-
-
-def test_load_scalar_reward_model_rejects_other_architectures(tmp_path):
-    from transformers import Qwen2Config
-
-    Qwen2Config(hidden_size=32, num_hidden_layers=1, num_attention_heads=2, intermediate_size=64).save_pretrained(
-        tmp_path
-    )
-    with pytest.raises(ValueError, match="qwen2_5_vl"):
-        load_scalar_reward_model(str(tmp_path))
 
 
 # ---------------------------------------------------------------------------------------------------------------------

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from sophia_trl.lab.experiment import (
+from benchmarks.lab.experiment import (
     QUICK,
     LabConfig,
     RunSpec,
@@ -27,8 +27,8 @@ from sophia_trl.lab.experiment import (
     run_settings,
     summarise,
 )
-from sophia_trl.lab.judges import LabJudge, judge_score, parse_problem
-from sophia_trl.lab.task import (
+from benchmarks.lab.judges import LabJudge, judge_score, parse_problem
+from benchmarks.lab.task import (
     ArithmeticProblem,
     build_tokenizer,
     make_problems,

@@ -37,7 +37,7 @@ def one_torch_thread():
 
 def parity_outcome(completions, **kwargs):
     """Outcome reward for the logging and Hub tests: 1 when the completion's text has an even number of characters."""
-    from sophia_trl.grpo_trainer import response_of
+    from sophia_trl.judges import response_of
 
     return [float(len(response_of(c)) % 2 == 0) for c in completions]
 

@@ -176,8 +176,8 @@ def test_trackio_run_logs_the_completions_table(logged_and_pushed_run):
 
 
 def test_trl_stock_table_still_breaks_on_vlm_prompts():
-    """Why TrustGRPOTrainer.log replaces TRL's wandb table (TRL 1.16): prompts stay message lists with image blocks,
-    which wandb rejects from the second row on. When this stops failing, the override can go."""
+    """Why VLMCompletionsTableLogging (sophia_trl/trl_compat.py) replaces TRL's wandb table (TRL 1.16): prompts stay
+    message lists with image blocks, which wandb rejects from the second row on. When this stops failing, it can go."""
     import pandas as pd
     import wandb
     from trl.trainer.utils import strip_images_from_messages

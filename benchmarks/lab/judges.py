@@ -16,7 +16,8 @@ import re
 
 from PIL import Image
 
-from ..rewards.thinking import ThinkingJudge
+from sophia_trl.judges import ThinkingJudge
+
 from .task import NUM_OPERANDS, ArithmeticProblem, read_response, reasoning_score
 
 _PROMPT = re.compile(rf"^\s*(\d)((?: [+-] \d){{{NUM_OPERANDS - 1}}}) =\s*$")

@@ -1,4 +1,5 @@
-"""OpenAIJudge against a loopback OpenAI-compatible server that answers well, slowly, wrongly or not at all."""
+"""OpenAIJudge and its transport (`sophia_trl.judges.server`, `sophia_trl.judges.transport`) against a loopback
+OpenAI-compatible server that answers well, slowly, wrongly or not at all."""
 
 import asyncio
 import threading
@@ -7,7 +8,7 @@ import time
 import pytest
 from PIL import Image
 
-from sophia_trl.rewards.thinking import JudgeServerError, OpenAIJudge, build_openai_messages, image_to_data_url
+from sophia_trl.judges import JudgeServerError, OpenAIJudge
 
 
 def make_judge(server, **kwargs):
@@ -26,16 +27,6 @@ def test_correct_answers_with_and_without_images(loopback_server):
     # The images arrive intact (PNG is lossless).
     received = sorted((img.size, img.getcolors()) for img in server.images)
     assert received == [((30, 20), [(600, (204, 10, 10))]), ((56, 56), [(3136, (51, 0, 0))])]
-
-
-def test_openai_messages_carry_the_image_as_data_url():
-    image = Image.new("RGB", (4, 4), "red")
-    messages = build_openai_messages("How many?", "<think>2</think><answer>2</answer>", image)
-    user = messages[1]["content"]
-    assert user[0] == {"type": "image_url", "image_url": {"url": image_to_data_url(image)}}
-    assert user[0]["image_url"]["url"].startswith("data:image/png;base64,")
-    assert user[1]["type"] == "text" and "How many?" in user[1]["text"]
-    assert [b["type"] for b in build_openai_messages("q", "r")[1]["content"]] == ["text"]
 
 
 def test_server_errors_are_retried_then_none(loopback_server):
@@ -167,7 +158,7 @@ def test_works_from_a_running_event_loop_and_from_threads(loopback_server):
         t.join(timeout=10)
     assert results == {i: [i / 10] for i in range(1, 6)}
     judge.close()
-    assert not judge._loop_thread.thread.is_alive()
+    assert not judge.client._loop_thread.thread.is_alive()
 
 
 def test_cache_avoids_repeated_requests(loopback_server):

@@ -26,8 +26,9 @@ from datasets import Dataset
 from transformers import AutoModelForCausalLM, PreTrainedTokenizerFast, Qwen2Config, Qwen2ForCausalLM, TrainerCallback
 from trl import SFTConfig, SFTTrainer
 
-from ..configs import TrustGRPOConfig
-from ..grpo_trainer import TrustGRPOTrainer
+from sophia_trl.configs import TrustGRPOConfig
+from sophia_trl.grpo_trainer import TrustGRPOTrainer
+
 from .judges import JUDGE_KINDS, LabJudge, parse_problem
 from .task import STYLES, build_tokenizer, make_problems, outcome_score, read_response, write_response
 
@@ -72,7 +73,7 @@ class LabConfig:
         sft_seeds (`int`, *optional*, defaults to `1`):
             SFT warm starts; every arm and seed runs from each.
         judges (`list[str]`, *optional*, defaults to `["adversarial", "misleading"]`):
-            Judge kinds (see `sophia_trl.lab.judges`).
+            Judge kinds (see `benchmarks.lab.judges`).
         arms (`list[str]`, *optional*, defaults to `["grpo", "naive", "trust_grpo", "trust_grpo_official"]`):
             Arm names from `ARMS`; `"grpo"` does not use a judge and runs once per seed.
         workers (`int`, *optional*, defaults to `2`):

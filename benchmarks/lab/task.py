@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from ..synthetic import score_steps
+from sophia_trl.synthetic import score_steps
 
 NUM_OPERANDS = 4
 MAX_OPERAND = 5  # digits 0-5: an addition table a 0.8 M model learns in a few minutes of SFT on a shared CPU

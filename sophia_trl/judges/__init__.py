@@ -1,0 +1,63 @@
+"""Thinking judges: score the reasoning of a response to a (multimodal) question, as SophiaVL-R1's thinking reward.
+
+One job per module:
+
+- `prompt.py`: the judge prompt and its renderings, [`judge_inputs`] (what the judge reads from an item, on every
+  path), the score format and parser.
+- `base.py`: [`ThinkingJudge`], the `score(questions, responses, images)` interface with its cache; [`image_hash`].
+- `local.py`: the in-process backends [`TransformersJudge`], [`ScalarJudge`] and [`VLLMJudge`].
+- `transport.py`: [`OpenAIChatClient`], the HTTP client of an OpenAI-compatible server (timeouts, retries,
+  concurrency), and [`JudgeServerError`].
+- `server.py`: [`OpenAIJudge`], the judge behind such a server.
+- `metrics.py`: [`evaluate_judge`] and the pairwise ranking accuracy within a question.
+- `scalar_model.py`: the scalar-head model `Qwen2_5_VLForScalarReward` and `load_scalar_reward_model`. Import them from
+  `sophia_trl.judges.scalar_model`: it loads transformers' Qwen2.5-VL model code, which the other judges do not need.
+"""
+
+from .base import ThinkingJudge, image_hash
+from .local import ScalarJudge, TransformersJudge, VLLMJudge
+from .metrics import evaluate_judge, pairwise_accuracy, question_group_id
+from .prompt import (
+    JUDGE_SYSTEM_PROMPT,
+    JUDGE_USER_TEMPLATE,
+    build_judge_inputs,
+    build_judge_messages,
+    build_openai_messages,
+    format_judge_sft_example,
+    format_score,
+    image_of,
+    image_to_data_url,
+    judge_inputs,
+    parse_score,
+    question_of,
+    response_of,
+)
+from .server import OpenAIJudge
+from .transport import JudgeServerError, OpenAIChatClient
+
+__all__ = [
+    "JUDGE_SYSTEM_PROMPT",
+    "JUDGE_USER_TEMPLATE",
+    "JudgeServerError",
+    "OpenAIChatClient",
+    "OpenAIJudge",
+    "ScalarJudge",
+    "ThinkingJudge",
+    "TransformersJudge",
+    "VLLMJudge",
+    "build_judge_inputs",
+    "build_judge_messages",
+    "build_openai_messages",
+    "evaluate_judge",
+    "format_judge_sft_example",
+    "format_score",
+    "image_hash",
+    "image_of",
+    "image_to_data_url",
+    "judge_inputs",
+    "pairwise_accuracy",
+    "parse_score",
+    "question_group_id",
+    "question_of",
+    "response_of",
+]

@@ -1,0 +1,257 @@
+"""The in-process thinking judges: a generative judge run with `transformers` or vLLM, and a scalar-head judge.
+
+- [`TransformersJudge`]: renders the judge prompt, generates greedily and parses the score (CPU or GPU).
+- [`ScalarJudge`]: one forward pass of a scalar-head model ([`~sophia_trl.judges.scalar_model`]), `sigmoid(logit)`.
+- [`VLLMJudge`]: vLLM's offline `LLM.chat` (GPU); vLLM is imported when the judge is built.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterator
+from typing import Any
+
+import torch
+from PIL import Image
+
+from .base import ThinkingJudge
+from .prompt import build_judge_inputs, build_openai_messages, parse_score
+
+
+def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:
+    """Row indices in batches of similar text length, so less compute goes to padding."""
+    order = sorted(range(len(questions)), key=lambda i: len(questions[i]) + len(responses[i]))
+    return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
+
+
+def _default_device() -> str:
+    return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+def _load_vlm_processor(model_name_or_path: str) -> Any:
+    """AutoProcessor, checked to have an image processor (without torchvision, Qwen2.5-VL's silently has none)."""
+    from transformers import AutoProcessor
+
+    processor = AutoProcessor.from_pretrained(str(model_name_or_path))
+    if getattr(processor, "image_processor", None) is None or getattr(processor, "tokenizer", None) is None:
+        raise ValueError(
+            f"The processor loaded from {model_name_or_path} is a {type(processor).__name__} without an image "
+            "processor, so images cannot reach the judge. Check that torchvision is installed and that the folder "
+            "holds a processor_config.json."
+        )
+    return processor
+
+
+class _LocalJudge(ThinkingJudge):
+    """What the in-process judges share: the processor, the device and length-sorted batches of model inputs."""
+
+    def __init__(self, model_name_or_path: str, batch_size: int, device: str | None, cache_size: int):
+        super().__init__(cache_size=cache_size)
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
+        self.batch_size = batch_size
+        self.device = device or _default_device()
+        self.processor = _load_vlm_processor(model_name_or_path)
+        self.tokenizer = self.processor.tokenizer
+
+    def _batches(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> Iterator[tuple[list[int], Any]]:
+        """(row indices, model inputs on the device) per batch."""
+        for idx in _length_sorted_batches(questions, responses, self.batch_size):
+            inputs = build_judge_inputs(
+                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
+            )
+            yield idx, inputs.to(self.device)
+
+
+class TransformersJudge(_LocalJudge):
+    """A generative judge run in-process with `transformers`: renders the judge prompt, generates greedily, parses.
+
+    Rows are sorted by prompt length and scored in batches of `batch_size` with left padding; rows with and without
+    images can share a batch.
+
+    Args:
+        model_name_or_path (`str`):
+            A vision-language checkpoint (Hub id or local folder) that loads with `AutoModelForImageTextToText` and
+            `AutoProcessor`, e.g. a judge trained with `recipes/thinking_reward.py --judge_type generative`.
+        batch_size (`int`, *optional*, defaults to `8`):
+            Rows per `generate` call.
+        max_new_tokens (`int`, *optional*, defaults to `16`):
+            Generation budget; `<answer>0.7</answer>` needs far fewer tokens, so a judge that rambles is cut short.
+        device (`str` or `None`, *optional*, defaults to `None`):
+            Where to run the model; `None` picks `"cuda"` when available, else `"cpu"`.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`):
+            Weight dtype passed to `from_pretrained`.
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+        model_init_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra keyword arguments for `AutoModelForImageTextToText.from_pretrained` (e.g. `attn_implementation`).
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int = 8,
+        max_new_tokens: int = 16,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        cache_size: int = 4096,
+        model_init_kwargs: dict[str, Any] | None = None,
+    ):
+        from transformers import AutoModelForImageTextToText
+
+        super().__init__(model_name_or_path, batch_size, device, cache_size)
+        if max_new_tokens < 1:
+            raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
+        self.max_new_tokens = max_new_tokens
+        # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
+        self.tokenizer.padding_side = "left"
+        kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
+        self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
+        self.model.to(self.device).eval()
+
+    @torch.no_grad()
+    def generate_texts(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[str]:
+        """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
+        outputs: list[str] = [""] * len(questions)
+        for idx, inputs in self._batches(questions, responses, images):
+            generated = self.model.generate(
+                **inputs,
+                max_new_tokens=self.max_new_tokens,
+                do_sample=False,
+                pad_token_id=self.tokenizer.pad_token_id,
+            )
+            new_tokens = generated[:, inputs["input_ids"].shape[1] :]
+            for i, text in zip(idx, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
+                outputs[i] = text
+        return outputs
+
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        return [parse_score(text) for text in self.generate_texts(questions, responses, images)]
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# Local scalar-head judge
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class ScalarJudge(_LocalJudge):
+    """A judge with a scalar head: one forward pass per batch, `sigmoid(logit)` is the score.
+
+    Loads a checkpoint trained with [`~sophia_trl.reward_trainer.ThinkingRewardTrainer`]
+    (`recipes/thinking_reward.py --judge_type scalar`) as a
+    [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`]. It never fails to give a score (except for a
+    non-finite logit), and costs one forward pass instead of a generation.
+
+    Args:
+        model_name_or_path (`str`):
+            The scalar-head checkpoint (local folder or Hub id).
+        batch_size (`int`, *optional*, defaults to `16`):
+            Rows per forward pass.
+        device (`str` or `None`, *optional*, defaults to `None`):
+            Where to run the model; `None` picks `"cuda"` when available, else `"cpu"`.
+        dtype (`str` or `torch.dtype`, *optional*, defaults to `"auto"`):
+            Weight dtype passed to `from_pretrained`.
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+        model_init_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra keyword arguments for `from_pretrained`.
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int = 16,
+        device: str | None = None,
+        dtype: str | torch.dtype = "auto",
+        cache_size: int = 4096,
+        model_init_kwargs: dict[str, Any] | None = None,
+    ):
+        # Imported here: transformers' Qwen2.5-VL model code takes a second to import and only this judge needs it.
+        from .scalar_model import load_scalar_reward_model
+
+        super().__init__(model_name_or_path, batch_size, device, cache_size)
+        self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
+        self.model.to(self.device).eval()
+
+    @torch.no_grad()
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        scores: list[float | None] = [None] * len(questions)
+        for idx, inputs in self._batches(questions, responses, images):
+            logits = self.model(**inputs).logits.squeeze(-1).float()  # (B,)
+            for i, logit in zip(idx, logits.tolist()):
+                scores[i] = 1.0 / (1.0 + math.exp(-logit)) if math.isfinite(logit) else None
+        return scores
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# In-process vLLM
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+class VLLMJudge(ThinkingJudge):
+    """A generative judge run in-process with vLLM's offline `LLM.chat` (GPU). vLLM is imported when this is built.
+
+    Args:
+        model_name_or_path (`str`):
+            The judge checkpoint (local folder or Hub id).
+        max_new_tokens (`int`, *optional*, defaults to `16`):
+            Generation budget per row.
+        gpu_memory_utilization (`float`, *optional*, defaults to `0.3`):
+            Fraction of GPU memory vLLM may take; keep room for the policy when both share a GPU.
+        tensor_parallel_size (`int`, *optional*, defaults to `1`):
+            GPUs the judge is sharded over.
+        image_format (`str`, *optional*, defaults to `"PNG"`):
+            Encoding of images in the chat messages.
+        llm_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra arguments of `vllm.LLM` (e.g. `max_model_len`, `dtype`).
+        cache_size (`int`, *optional*, defaults to `4096`):
+            See [`ThinkingJudge`].
+    """
+
+    def __init__(
+        self,
+        model_name_or_path: str,
+        max_new_tokens: int = 16,
+        gpu_memory_utilization: float = 0.3,
+        tensor_parallel_size: int = 1,
+        image_format: str = "PNG",
+        llm_kwargs: dict[str, Any] | None = None,
+        cache_size: int = 4096,
+    ):
+        try:
+            import vllm
+        except ImportError as err:
+            raise ImportError(
+                "VLLMJudge needs vLLM, which is not installed. On a GPU machine install the `vllm` extra "
+                "(`pip install -e '.[vllm]'`, with the versions pinned in requirements-vllm.txt so that torch and "
+                "transformers stay compatible), or use TransformersJudge locally or OpenAIJudge with a `vllm serve` "
+                "server."
+            ) from err
+        super().__init__(cache_size=cache_size)
+        self.image_format = image_format
+        kwargs = {
+            "model": str(model_name_or_path),
+            "gpu_memory_utilization": gpu_memory_utilization,
+            "tensor_parallel_size": tensor_parallel_size,
+            "limit_mm_per_prompt": {"image": 1},
+            **(llm_kwargs or {}),
+        }
+        self.llm = vllm.LLM(**kwargs)
+        self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+
+    def _score_uncached(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        conversations = [
+            build_openai_messages(q, r, img, self.image_format) for q, r, img in zip(questions, responses, images)
+        ]
+        outputs = self.llm.chat(conversations, sampling_params=self.sampling_params, use_tqdm=False)
+        return [parse_score(output.outputs[0].text) if output.outputs else None for output in outputs]

@@ -1,0 +1,335 @@
+"""The HTTP transport to an OpenAI-compatible chat-completions server (`vllm serve`, `transformers serve`, hosted APIs).
+
+[`OpenAIChatClient`] sends chat conversations and returns the replies' text, with a timeout per attempt, bounded
+retries with backoff, bounded concurrency and a clear [`JudgeServerError`] for a wrong key, URL or model name. It knows
+nothing of the judge prompt: [`~sophia_trl.judges.OpenAIJudge`] scores reasoning with it, and the evaluation's
+`ChatJudge` reads answers with it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import random
+import threading
+import weakref
+from typing import Any
+
+logger = logging.getLogger(__name__)
+
+
+class _EventLoopThread:
+    """An asyncio loop running in its own daemon thread, so synchronous callers in any thread (with or without a
+    running loop of their own) can run coroutines on it."""
+
+    def __init__(self, name: str):
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
+        self.thread.start()
+
+    def run(self, coroutine: Any) -> Any:
+        if threading.current_thread() is self.thread:
+            raise RuntimeError("A judge cannot be called from inside its own event loop thread.")
+        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result()
+
+    def stop(self) -> None:
+        if self.loop.is_closed():
+            return
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=10)
+        if not self.thread.is_alive():
+            self.loop.close()
+
+
+class JudgeServerError(RuntimeError):
+    """The judge server rejects the configuration (authentication, permissions, unknown model or URL)."""
+
+
+def _close_clients(loop_thread: _EventLoopThread, clients: list[Any]) -> None:
+    if clients and not loop_thread.loop.is_closed() and loop_thread.thread.is_alive():
+
+        async def close_all() -> None:
+            await asyncio.gather(*(client.aclose() for client in clients))
+
+        try:
+            asyncio.run_coroutine_threadsafe(close_all(), loop_thread.loop).result(timeout=10)
+        except Exception:  # closing is best effort: the process may be shutting down
+            logger.debug("Closing the judge clients failed.", exc_info=True)
+    loop_thread.stop()
+
+
+# Connections per httpx client of OpenAIChatClient (see OpenAIChatClient._ensure_client).
+_CONNECTIONS_PER_CLIENT = 8
+
+
+class OpenAIChatClient:
+    """A client of an OpenAI-compatible chat-completions server: sends conversations, returns the replies' text.
+
+    Requests run concurrently, at most `max_concurrency` at a time (over `httpx` connection pools of 8), on an event
+    loop owned by the client (in its own thread, so `complete` works from any thread, including one that runs an event
+    loop). Each attempt is bounded by `timeout`; timeouts, connection errors, HTTP 408, 409, 429 and 5xx are retried up
+    to `max_retries` times with exponential backoff and jitter; a request that still fails, or whose reply holds no
+    text, gives `None`. Authentication, permission and not-found errors mean the configuration is wrong and raise
+    [`JudgeServerError`] at once.
+
+    Args:
+        base_url (`str`):
+            The server's OpenAI API root, e.g. `"http://localhost:8001/v1"`.
+        model (`str`):
+            The served model name (`vllm serve --served-model-name`, or the path given to the server).
+        api_key (`str` or `None`, *optional*, defaults to `None`):
+            API key; read from the `OPENAI_API_KEY` environment variable when `None` (local servers accept any value).
+            It is sent in the request header only, never logged.
+        timeout (`float`, *optional*, defaults to `60.0`):
+            Seconds allowed for one attempt, from sending the request to the end of the reply.
+        max_retries (`int`, *optional*, defaults to `3`):
+            Retries after the first attempt of a request; the total number of attempts is `max_retries + 1`.
+        max_concurrency (`int`, *optional*, defaults to `32`):
+            Requests in flight at once.
+        max_new_tokens (`int`, *optional*, defaults to `16`):
+            `max_tokens` of each request.
+        temperature (`float`, *optional*, defaults to `0.0`):
+            Sampling temperature; 0 is greedy.
+        backoff (`float`, *optional*, defaults to `0.5`):
+            Wait before the first retry in seconds; doubles with each retry (plus up to 10 % jitter).
+        max_backoff (`float`, *optional*, defaults to `8.0`):
+            Upper bound of one wait.
+        request_kwargs (`dict` or `None`, *optional*, defaults to `None`):
+            Extra fields of the request body (e.g. `{"top_k": 1}` for vLLM).
+
+    Attributes:
+        num_attempts (`int`): HTTP requests sent, retries included.
+        num_retries (`int`): Attempts that were retries.
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        model: str,
+        api_key: str | None = None,
+        timeout: float = 60.0,
+        max_retries: int = 3,
+        max_concurrency: int = 32,
+        max_new_tokens: int = 16,
+        temperature: float = 0.0,
+        backoff: float = 0.5,
+        max_backoff: float = 8.0,
+        request_kwargs: dict[str, Any] | None = None,
+    ):
+        if timeout <= 0:
+            raise ValueError(f"timeout must be > 0 seconds, got {timeout}.")
+        if max_retries < 0:
+            raise ValueError(f"max_retries must be >= 0, got {max_retries}.")
+        if max_concurrency < 1:
+            raise ValueError(f"max_concurrency must be >= 1, got {max_concurrency}.")
+        self.base_url = base_url
+        self.model = model
+        self.timeout = timeout
+        self.max_retries = max_retries
+        self.max_concurrency = max_concurrency
+        self.max_new_tokens = max_new_tokens
+        self.temperature = temperature
+        self.backoff = backoff
+        self.max_backoff = max_backoff
+        self.request_kwargs = dict(request_kwargs or {})
+        self.num_attempts = 0
+        self.num_retries = 0
+        # Local servers ignore the key but the client requires one.
+        self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
+        self._loop_thread = _EventLoopThread(name=f"{type(self).__name__}-loop")
+        self._clients: list[Any] = []
+        self._slots: asyncio.Queue[int] | None = None
+        self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, [])
+
+    def __repr__(self) -> str:
+        return (
+            f"{type(self).__name__}(base_url={self.base_url!r}, model={self.model!r}, timeout={self.timeout}, "
+            f"max_retries={self.max_retries}, max_concurrency={self.max_concurrency})"
+        )
+
+    def _ensure_client(self) -> Any:
+        """Creates the HTTP clients and the request slots on the client's loop (they belong to the loop that uses them).
+
+        Returns the first client (for requests outside the slots, e.g. listing models).
+        """
+        if not self._clients:
+            import httpx
+
+            # httpx rather than the openai SDK: the SDK's request validation cost ~10 ms of CPU per request here. And
+            # several small connection pools rather than one: httpcore assigns requests to connections in time
+            # quadratic in the pool size, which took half the client's CPU at 32 connections.
+            num_clients = math.ceil(self.max_concurrency / _CONNECTIONS_PER_CLIENT)
+            self._clients = [
+                httpx.AsyncClient(
+                    base_url=self.base_url.rstrip("/") + "/",
+                    headers={"Authorization": f"Bearer {self._api_key}"},
+                    timeout=httpx.Timeout(self.timeout),
+                    limits=httpx.Limits(
+                        max_connections=_CONNECTIONS_PER_CLIENT, max_keepalive_connections=_CONNECTIONS_PER_CLIENT
+                    ),
+                )
+                for _ in range(num_clients)
+            ]
+            # A request holds one of max_concurrency slots; slot k always goes through client k // 8.
+            self._slots = asyncio.Queue()
+            for slot in range(self.max_concurrency):
+                self._slots.put_nowait(slot)
+            self._finalizer.detach()
+            self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, self._clients)
+        return self._clients[0]
+
+    def close(self) -> None:
+        """Closes the HTTP clients and stops the client's event loop; the client cannot be used afterwards."""
+        self._finalizer()
+
+    def __enter__(self) -> OpenAIChatClient:
+        return self
+
+    def __exit__(self, *exc_info: Any) -> None:
+        self.close()
+
+    def check_server(self) -> list[str]:
+        """Asks the server for its models, to fail early with a clear message when it is down or misconfigured.
+
+        Returns:
+            `list[str]`: The served model ids (empty when the server answers but cannot list them; some servers,
+            e.g. `transformers serve` without a Hub cache, answer HTTP 500 there). A warning is logged when `model`
+            is not among them.
+
+        Raises:
+            `ConnectionError`: The server did not answer within `timeout`.
+            [`JudgeServerError`]: The server refused the request (wrong API key).
+        """
+        import httpx
+
+        async def list_models() -> httpx.Response:
+            return await asyncio.wait_for(self._ensure_client().get("models"), timeout=self.timeout)
+
+        try:
+            response = self._loop_thread.run(list_models())
+        except (httpx.HTTPError, asyncio.TimeoutError, OSError) as err:
+            raise ConnectionError(
+                f"The judge server at {self.base_url} did not answer ({type(err).__name__}). Start it (see "
+                "scripts/serve_judge.sh) or fix the base URL."
+            ) from err
+        if response.status_code in (401, 403):
+            raise JudgeServerError(
+                f"The judge server at {self.base_url} refused the request (HTTP {response.status_code}): check the API "
+                "key (api_key or OPENAI_API_KEY)."
+            )
+        try:
+            response.raise_for_status()
+            model_ids = [m["id"] for m in response.json()["data"]]
+        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            logger.warning(
+                "The judge server at %s answers but could not list its models (HTTP %d).",
+                self.base_url,
+                response.status_code,
+            )
+            return []
+        if self.model not in model_ids:
+            logger.warning(
+                "The judge server at %s does not list the model %r (it lists %s).",
+                self.base_url,
+                self.model,
+                model_ids,
+            )
+        return model_ids
+
+    def complete(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
+        """Sends chat conversations to the server, with the client's timeout, retries and bounded concurrency.
+
+        Neither cached nor parsed: [`~sophia_trl.judges.OpenAIJudge`] builds its own conversations and reads the score
+        from these replies; other users of the same server (e.g. the evaluation's answer extractor) send theirs.
+
+        Args:
+            conversations (`list[list[dict]]`):
+                One list of OpenAI chat messages per request.
+
+        Returns:
+            `list[str | None]`: Each reply's text, in order; `None` for a request that failed after its retries or was
+            rejected, or whose reply holds no text.
+
+        Raises:
+            [`JudgeServerError`]: The server answered HTTP 401, 403 or 404 (wrong API key, URL or model name).
+        """
+        if not conversations:
+            return []
+        return self._loop_thread.run(self._complete_all(conversations))
+
+    async def _complete_all(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
+        self._ensure_client()
+        results = await asyncio.gather(
+            *(self._complete_one(messages) for messages in conversations), return_exceptions=True
+        )
+        for result in results:
+            if isinstance(result, BaseException):
+                raise result
+        return results
+
+    async def _complete_one(self, messages: list[dict[str, Any]]) -> str | None:
+        import httpx
+
+        payload = json.dumps(
+            {
+                "model": self.model,
+                "messages": messages,
+                "max_tokens": self.max_new_tokens,
+                "temperature": self.temperature,
+                **self.request_kwargs,
+            }
+        )
+        headers = {"Content-Type": "application/json"}
+        error = ""
+        for attempt in range(self.max_retries + 1):
+            if attempt > 0:
+                self.num_retries += 1
+                delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                await asyncio.sleep(delay * (1.0 + 0.1 * random.random()))
+            slot = await self._slots.get()
+            try:
+                self.num_attempts += 1
+                client = self._clients[slot // _CONNECTIONS_PER_CLIENT]
+                response = await asyncio.wait_for(
+                    client.post("chat/completions", content=payload, headers=headers), timeout=self.timeout
+                )
+            except (httpx.TransportError, asyncio.TimeoutError) as err:  # timeouts, refused or dropped connections
+                error = type(err).__name__
+                logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
+                continue
+            finally:
+                self._slots.put_nowait(slot)
+            status = response.status_code
+            if status in (401, 403, 404):
+                raise JudgeServerError(
+                    f"The judge server at {self.base_url} answered HTTP {status} for model {self.model!r}: check the "
+                    "base URL, the served model name and the API key."
+                )
+            if status in (408, 409, 429) or status >= 500:  # busy or broken for now: worth another try
+                error = f"HTTP {status}"
+                logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
+                continue
+            if status >= 400:
+                logger.warning(
+                    "The judge server rejected a request (HTTP %d: %s); its reply is None.",
+                    status,
+                    response.text[:300],
+                )
+                return None
+            try:
+                content = response.json()["choices"][0]["message"]["content"]
+            except (ValueError, KeyError, IndexError, TypeError) as err:
+                content = err
+            if not isinstance(content, str):
+                logger.warning(
+                    "The judge server sent an unreadable reply (%s); its reply is None.", type(content).__name__
+                )
+                return None
+            return content
+        logger.warning(
+            "A judge request failed %d times (last error: %s); its reply is None.", self.max_retries + 1, error
+        )
+        return None

@@ -1,0 +1,85 @@
+"""Workarounds for TRL's `GRPOTrainer`, one mixin per workaround, each to be dropped when TRL no longer needs it.
+
+`TrustGRPOTrainer` lists these mixins before `GRPOTrainer` in its bases, so each override runs first and hands over
+to TRL with `super()`. They override private `GRPOTrainer` hooks: `tests/test_trl_contract.py` checks those hooks
+against [`TRL_VERSION`] and fails with a message naming this module the day TRL changes one of them.
+"""
+
+from __future__ import annotations
+
+from .logging_utils import log_completions_table, table_backends
+
+# The TRL release whose private GRPOTrainer hooks the mixins below (and TrustGRPOTrainer._calculate_rewards) were
+# written and checked against. Moving to another release means re-running tests/test_trl_contract.py and updating this.
+TRL_VERSION = "1.16.0"
+
+
+class MultimodalBatchFixes:
+    """
+    Lets `GRPOTrainer` train on batches that mix image and text-only rows, or that hold only text-only rows.
+
+    Needed with TRL 1.16.0. Without it:
+
+    - a batch whose rows all have `image=None` reaches the processor as a list of `None` images, which it rejects;
+    - in a mixed batch, TRL marks the text-only rows with `None` in the per-row image lists that `_generate` returns,
+      and the processor call in `_generate_and_score_completions` rejects them.
+
+    It can go once `GRPOTrainer._generate_and_score_completions` treats an all-`None` `image` column as text-only and
+    `_generate` returns an empty list (not `None`) for the images of a text-only row;
+    `tests/test_trl_contract.py::test_generate_returns_per_row_images_as_element_6` fails when the latter changes.
+    """
+
+    def _generate_and_score_completions(self, inputs):
+        # A batch whose rows all have `image=None` would reach the processor as a list of Nones: treat it as text-only.
+        if inputs and "image" in inputs[0] and all(x["image"] is None for x in inputs):
+            inputs = [{k: v for k, v in x.items() if k != "image"} for x in inputs]
+        return super()._generate_and_score_completions(inputs)
+
+    def _generate(self, prompts: list):
+        # TRL 1.16 marks the text-only rows of a mixed batch with `None` images, which the processor call in
+        # `_generate_and_score_completions` rejects; an empty image list per row keeps mixed batches working.
+        output = list(super()._generate(prompts))  # images are the 7th element
+        if output[6] is not None:
+            output[6] = [row if row else [] for row in output[6]]
+        return tuple(output)
+
+
+class VLMCompletionsTableLogging:
+    """
+    Sends wandb and trackio a completions table they accept for vision-language prompts.
+
+    Needed with TRL 1.16.0, whose `GRPOTrainer.log` puts the prompts into its completions table as lists of messages:
+    for a VLM prompt the user message holds an image block and wandb rejects the table (`TypeError: Data row contained
+    incompatible types`), which stops training at the first logging step. This mixin hides wandb and trackio from
+    TRL's table and logs the text table of [`~sophia_trl.logging_utils.log_completions_table`] instead (with the image,
+    the outcome and thinking rewards and gamma). Metrics, TRL's console print and its parquet files are unchanged.
+
+    It can go once TRL's table flattens message lists to text (and keeps the images in their own column), or once
+    wandb accepts such rows; the Trust-GRPO columns would then come from TRL's `extra` columns alone.
+    `tests/recipes/test_completions_table.py::test_trl_stock_table_still_breaks_on_vlm_prompts` fails on that day.
+    """
+
+    _completions_table_step: int | None = None  # the step whose table `log` last sent to wandb/trackio
+
+    def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
+        # Metrics still reach every backend through the Trainer callbacks, which do not read report_to after __init__.
+        backends = table_backends(self.args.report_to) if self.log_completions else []
+        if not backends:
+            return super().log(logs, start_time)
+        report_to = self.args.report_to
+        self.args.report_to = [backend for backend in report_to if backend not in backends]
+        try:
+            super().log(logs, start_time)
+        finally:
+            self.args.report_to = report_to
+        # The Trainer logs once more after the last step (the run summary) with the same completions: log them once.
+        if self.accelerator.is_main_process and self._completions_table_step != self.state.global_step:
+            self._completions_table_step = self.state.global_step
+            log_completions_table(
+                self._logs,
+                self.state.global_step,
+                self.reward_func_names,
+                backends,
+                unique_prompts=self.log_unique_prompts,
+                with_images=self.log_multimodal,
+            )
