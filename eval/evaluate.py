@@ -4,6 +4,9 @@
 # generate (greedy) and score; responses are saved next to the report as results.<benchmark>.jsonl
 python eval/evaluate.py --model outputs/trust-grpo --benchmark mathvista,mmstar --output results.json
 
+# write the scores into the checkpoint's model card (model-index metadata, shown by the Hub once pushed)
+python eval/evaluate.py --model outputs/trust-grpo --benchmark all --output results.json --model_card outputs/trust-grpo
+
 # re-score saved responses (no model), e.g. with an LLM judge for MathVista
 python eval/evaluate.py --benchmark mathvista --predictions results.mathvista.jsonl --output rescored.json \
     --judge_base_url http://localhost:8000/v1 --judge_model Qwen/Qwen2.5-72B-Instruct
@@ -17,9 +20,11 @@ from __future__ import annotations
 
 import argparse
 import logging
+from pathlib import Path
 
 from sophia_trl.evaluation import BENCHMARKS, ChatJudge, TransformersGenerator, VLLMGenerator, evaluate
 from sophia_trl.evaluation.generation import DEFAULT_MAX_NEW_TOKENS
+from sophia_trl.evaluation.model_card import update_model_card
 from sophia_trl.evaluation.report import markdown_table
 
 
@@ -45,6 +50,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     )
     parser.add_argument("--limit", type=int, default=None, help="Only the first N items per benchmark (quick check).")
     parser.add_argument("--system_prompt", default=None, help="System message, if the model was trained with one.")
+    parser.add_argument(
+        "--model_card",
+        default=None,
+        metavar="PATH",
+        help="Write the headline metrics into this local model card (a checkpoint folder or its README.md) as "
+        "model-index results, which the Hub shows once the folder is pushed.",
+    )
 
     generation = parser.add_argument_group("generation")
     generation.add_argument("--backend", choices=["transformers", "vllm"], default="transformers")
@@ -125,6 +137,11 @@ def main(argv: list[str] | None = None) -> dict:
     )
     print(markdown_table(report["benchmarks"]))
     print(f"\nReport written to {args.output}")
+    if args.model_card is not None:
+        card = update_model_card(
+            args.model_card, report["benchmarks"], model_name=args.model and Path(args.model).name
+        )
+        print(f"Model card updated: {card}")
     return report
 
 

@@ -1,7 +1,8 @@
 """ChartQA (test, 2,500 items: 1,250 human-written, 1,250 augmented): `HuggingFaceM4/ChartQA`, split `test`.
 
 Fields read: `query` (the question), `label` (a list of accepted answers, or one string), `human_or_machine` (`0` or
-`"human"` for the human split, `1` or `"machine"` for the augmented split), and the image from `image`.
+`"human"` for the human split, `1` or `"machine"` for the augmented split), and the image from `image`. lmms-eval's
+copy (`lmms-lab/ChartQA`: `question`, `answer`, `type` = `"human_test"` / `"augmented_test"`) is read as it is.
 
 Scoring is the relaxed accuracy of the ChartQA paper, as in pix2struct's `relaxed_correctness`: when both answer and
 prediction are numbers (a trailing `%` divides by 100) and the answer is non-zero, the prediction is right within 5 %
@@ -27,11 +28,13 @@ SPLITS = ["test"]
 REQUIRED = ("query", "label", "human_or_machine")
 FIELDS = REQUIRED
 MAX_RELATIVE_CHANGE = 0.05  # the ChartQA paper's relaxed accuracy
+# lmms-eval's copy (`lmms-lab/ChartQA`): `question`, `answer` (one string), `type` ("human_test"/"augmented_test").
+LAYOUTS = {"lmms-eval": {"query": "question", "label": "answer", "human_or_machine": "type"}}
 
 
 def load(source: str | None = None) -> Any:
     """The test rows, from the Hub or a local copy (see `load_benchmark`)."""
-    return load_benchmark(HUB_ID, [None], SPLITS, source, required=(*REQUIRED, "image"))
+    return load_benchmark(HUB_ID, [None], SPLITS, source, required=(*REQUIRED, "image"), layouts=LAYOUTS)
 
 
 def build_prompt(
@@ -69,11 +72,14 @@ def relaxed_correctness(target: str, prediction: str, max_relative_change: float
 
 def split_name(value: Any) -> str:
     """`"human"` or `"augmented"` from the `human_or_machine` value (a class index or its name)."""
-    if value in (0, "0", "human"):
+    if value in (0, "0", "human", "human_test"):
         return "human"
-    if value in (1, "1", "machine", "augmented"):
+    if value in (1, "1", "machine", "augmented", "augmented_test"):
         return "augmented"
-    raise ValueError(f"ChartQA human_or_machine must be 0/'human' or 1/'machine', got {value!r}.")
+    raise ValueError(
+        f"ChartQA human_or_machine must be 0/'human' or 1/'machine' (lmms-eval's type: 'human_test' or "
+        f"'augmented_test'), got {value!r}."
+    )
 
 
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:

@@ -28,6 +28,7 @@ def load_benchmark(
     splits: list[str],
     source: str | None = None,
     required: tuple[str, ...] = (),
+    layouts: dict[str, dict[str, str]] | None = None,
 ) -> datasets.Dataset:
     """Loads the rows of a benchmark, from the Hub or from a local copy, as one `datasets.Dataset`.
 
@@ -45,12 +46,36 @@ def load_benchmark(
             `.jsonl`, `.csv`, `.tsv`) holding the rows to evaluate.
         required (`tuple[str, ...]`, *optional*, defaults to `()`):
             Columns the benchmark reads; a copy without them stops with an error naming it and them.
+        layouts (`dict[str, dict[str, str]]`, *optional*):
+            Other evaluation suites' layouts of the same benchmark (e.g. lmms-eval's, VLMEvalKit's), by name: our
+            field -> their column. A copy whose columns include all of a layout's is read in that layout, without
+            renaming anything on disk.
 
     Returns:
         `datasets.Dataset`: the rows, images decoded lazily.
     """
     rows = _load_rows(hub_id, configs, splits, source)
-    require_columns(rows.column_names, required, source or hub_id, hub_id)
+    rows = apply_layout(rows, layouts or {}, required, source or hub_id, hub_id)
+    require_columns(rows.column_names, required, source or hub_id, hub_id, layouts)
+    return rows
+
+
+def apply_layout(
+    rows: datasets.Dataset, layouts: dict[str, dict[str, str]], required: tuple[str, ...], where: str, benchmark: str
+) -> datasets.Dataset:
+    """Reads rows stored in another suite's layout: the first layout whose columns are all present gives the fields
+    it maps (in memory; columns already named as the field are kept)."""
+    if all(column in rows.column_names for column in required):
+        present = [name for name, mapping in layouts.items() if set(mapping.values()) <= set(rows.column_names)]
+        if not present:
+            return rows
+    for name, mapping in layouts.items():
+        if set(mapping.values()) <= set(rows.column_names):
+            renames = {
+                theirs: ours for ours, theirs in mapping.items() if theirs != ours and ours not in rows.column_names
+            }
+            logger.info("%s: reading %s in %s's layout (%s).", benchmark, where, name, renames or "same names")
+            return rows.rename_columns(renames) if renames else rows
     return rows
 
 
@@ -96,13 +121,21 @@ def _concatenate(parts: list[datasets.Dataset]) -> datasets.Dataset:
     return parts[0] if len(parts) == 1 else datasets.concatenate_datasets(parts)
 
 
-def require_columns(columns: list[str], required: tuple[str, ...], where: str, benchmark: str) -> None:
+def require_columns(
+    columns: list[str],
+    required: tuple[str, ...],
+    where: str,
+    benchmark: str,
+    layouts: dict[str, dict[str, str]] | None = None,
+) -> None:
     """Raises a `ValueError` naming the missing columns, the file and the benchmark when `required` are not all in
-    `columns`."""
+    `columns`; with `layouts`, it also names the columns each known layout needs."""
     missing = [column for column in required if column not in columns]
     if missing:
+        known = "".join(f"; {name}'s layout: {sorted(set(m.values()))}" for name, m in (layouts or {}).items())
         raise ValueError(
             f"{where} lacks the column(s) {missing} that {benchmark} needs (found: {sorted(columns)}). "
+            f"Layouts read: {benchmark}'s own: {sorted(required)}{known}. "
             f"See eval/README.md for the fields each benchmark reads."
         )
 

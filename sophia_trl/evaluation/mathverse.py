@@ -9,7 +9,8 @@ count a multiple-choice item's options and to give the judge context), and the i
 Metrics: accuracy per version, their mean (`average`, the "All" number MathVerse papers report; with equal version
 sizes it equals the accuracy over all items, also given as `overall`).
 
-Rule-based scoring: multiple choice compares option letters; free-form compares with `math-verify` (0.5 = 1/2,
+Rule-based scoring: multiple choice compares option letters (an answer that is exactly one option's text, as listed
+in the question's `Choices:` block, is that option); free-form compares with `math-verify` (0.5 = 1/2,
 60 = 60°) through the training reward's time-bounded `numerical_reward`, after an exact-match check. The official pipeline uses GPT-4 twice, to
 extract the answer and to judge it against the reference; with a judge (`--judge_base_url`) the same two steps are
 taken for items the rules do not settle (extraction when the answer tag does not hold a clean answer, the equivalence
@@ -66,10 +67,22 @@ def build_prompt(
     return r1_prompt(problem, problem_type, [to_image(row.get("image"), base_dir)], system_prompt)
 
 
-def _num_options(row: dict[str, Any]) -> int:
+def _choices_block(row: dict[str, Any]) -> str:
     text = row.get("question_for_eval") or row["question"]
-    block = re.split(r"Choices\s*:", text, flags=re.IGNORECASE)[-1] if re.search(r"Choices\s*:", text, re.I) else ""
-    letters = re.findall(r"(?:^|\n|\s)\(?([A-H])\s*[:.)]", block)
+    parts = re.split(r"Choices\s*:", text, flags=re.IGNORECASE)
+    return parts[-1] if len(parts) > 1 else ""
+
+
+def _options(row: dict[str, Any]) -> list[str]:
+    """The option texts of the question's `Choices:` block (`A:3`, `(B) 4`, `C. 5`, one per line), in letter order;
+    `[]` when the block does not list them as A, B, C, ... from A (Vision Only questions show them in the image)."""
+    found = re.findall(r"^\s*\(?([A-H])\)?\s*[:.)]\s*(.*?)\s*$", _choices_block(row), flags=re.MULTILINE)
+    letters = [letter for letter, _ in found]
+    return [text for _, text in found] if letters == [chr(ord("A") + i) for i in range(len(letters))] else []
+
+
+def _num_options(row: dict[str, Any]) -> int:
+    letters = re.findall(r"(?:^|\n|\s)\(?([A-H])\s*[:.)]", _choices_block(row))
     gold = row["answer"].strip()[:1].upper()
     return max([4, *(ord(letter) - ord("A") + 1 for letter in letters + [gold] if letter.isalpha())])
 
@@ -112,7 +125,7 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     correct: list[bool] = []
     for row, text in zip(rows, texts):
         if _is_multiple_choice(row):
-            prediction = parse_choice(text, _num_options(row)) if text else None
+            prediction = parse_choice(text, _num_options(row), _options(row) or None) if text else None
             correct.append(prediction is not None and prediction == row["answer"].strip().upper())
         else:
             prediction = text.strip() or None

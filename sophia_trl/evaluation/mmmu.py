@@ -7,10 +7,17 @@ texts, `"[]"` for open questions), `answer` (a letter for multiple choice; the v
 values, for open questions), `question_type` (`"multiple-choice"` / `"open"`), and the images from `image_1` ...
 `image_7`.
 
-Scoring follows MMMU's reference code (`parse_multi_choice_response`, `parse_open_response`, `eval_multi_choice`,
-`eval_open` in MMMU's `eval/utils`), applied to the extracted answer, with one change the reference code's own
-authors flag: when no option can be read, the reference picks a random letter; here the item is unparsable, counted,
-and scored wrong, so two runs of the same predictions give the same number.
+Scoring follows MMMU's reference code (`parse_multi_choice_response`, `parse_open_response`, `extract_numbers`,
+`eval_multi_choice`, `eval_open` in MMMU's `eval/eval_utils.py`), applied to the extracted answer. A whole number is a
+number only when a word boundary follows its digits, as in the reference: `"H2O"`, `"2x"` and `"10cm"` hold no
+number. Deliberate differences, each removing a way a wrong answer is counted right:
+
+- when no option can be read, the reference picks a random letter; here the item is unparsable, counted, and scored
+  wrong, so two runs of the same predictions give the same number;
+- a Unicode minus (`"−0.5"`) is a minus sign (the reference reads 0.5); `"2.5 × 10^4"` is 25000 (the reference reads
+  2.5, 10 and 4);
+- no number is also read as one of its parts: `"1,000"` is not also 0, `"1e3"` not also 3, and a fraction `"3/2"`
+  is not read as 3 or 2 (the reference reads both; it never reads 1.5).
 """
 
 from __future__ import annotations
@@ -134,16 +141,33 @@ def normalize_str(string: str) -> list[str | float]:
     return [string]
 
 
+# MMMU's number patterns (eval_utils.py `extract_numbers`): thousands commas, scientific notation, and simple numbers,
+# where a whole number must end at a word boundary ("2" in "H2O", "2x" or "10cm" is not a number; in "CO2" it is).
+_COMMAS = re.compile(r"-?\b\d{1,3}(?:,\d{3})+\b")
+_SCIENTIFIC = re.compile(r"-?\d+(?:\.\d+)?[eE][+-]?\d+")
+_SIMPLE = re.compile(r"-?(?:\d+\.\d+|\.\d+|\d+\b)(?![eE][+-]?\d+)(?![,\d])")
+# Read before MMMU's patterns (deliberate differences, see the module docstring): a Unicode minus is a minus sign,
+# "a × 10^b" is the number a e b, and a fraction "a/b" is not a number MMMU reads (its parts are not either).
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
+_TIMES_TEN = re.compile(r"(\d+(?:\.\d+)?)\s*(?:\u00d7|\\times|\\cdot|\*)\s*10\s*\^\s*\{?\s*([-+]?\d+)\s*\}?")
+_FRACTION = re.compile(r"-?\d+(?:\.\d+)?\s*/\s*-?\d+(?:\.\d+)?")
+
+
 def extract_numbers(string: str) -> list[str]:
-    """Every number in the text: with thousands commas, in scientific notation, or plain."""
-    pattern_commas = r"-?\b\d{1,3}(?:,\d{3})+\b"
-    pattern_scientific = r"-?\d+(?:\.\d+)?[eE][+-]?\d+"
-    pattern_simple = r"-?(?:\d+\.\d+|\.\d+|\d+)(?![eE][+-]?\d+)(?![,\d])"
-    return (
-        re.findall(pattern_commas, string)
-        + re.findall(pattern_scientific, string)
-        + re.findall(pattern_simple, string)
-    )
+    """Every number in the text, as MMMU's `extract_numbers` finds them (with thousands commas, in scientific notation,
+    or plain, a whole number ending at a word boundary), except that no number is also read as one of its parts:
+    `"1,000"` is not also 0, `"1e3"` not also 3, and the parts of a fraction `"3/2"` are not numbers."""
+    found = []
+    for pattern in (_FRACTION, _COMMAS, _SCIENTIFIC):
+        if pattern is not _FRACTION:
+            found.extend(pattern.findall(string))
+        string = pattern.sub(" ", string)
+    return found + _SIMPLE.findall(string)
+
+
+def _normalize_numbers(text: str) -> str:
+    """A Unicode minus as "-" and "a × 10^b" as "aeb", so that MMMU's patterns read the number written."""
+    return _TIMES_TEN.sub(r"\1e\2", text.translate(_MINUS_SIGNS))
 
 
 def parse_open_response(response: str) -> list[str | float]:
@@ -167,7 +191,7 @@ def parse_open_response(response: str) -> list[str | float]:
                 key_responses.append(shortest_key_response)
         return key_responses or [response]
 
-    key_responses = get_key_subresponses(response)
+    key_responses = get_key_subresponses(_normalize_numbers(response))
     pred_list: list[Any] = list(key_responses)
     for resp in key_responses:
         pred_list.extend(extract_numbers(resp))

@@ -40,11 +40,14 @@ def make_record(
 
 
 def answer_counts(records: list[dict[str, Any]]) -> dict[str, Any]:
-    """How answers were found: per source, how many used a fallback, were unparsable, or were cut off."""
+    """How answers were found: per source, how many used a fallback (and how many of those were scored right, so that a
+    reader sees how much of the accuracy comes from reading cut-off or untagged responses), were unparsable, or were
+    cut off."""
     sources = Counter(record["answer_source"] for record in records)
     counts: dict[str, Any] = {
         "answer_sources": {source: sources.get(source, 0) for source in ANSWER_SOURCES},
         "fallback": sum(record["answer_source"] != "answer_tag" for record in records),
+        "fallback_correct": sum(record["answer_source"] != "answer_tag" and record["correct"] for record in records),
         "unparsable": sum(record["prediction"] is None for record in records),
     }
     truncated = [record["truncated"] for record in records if record.get("truncated") is not None]
@@ -83,17 +86,17 @@ def scoring_mode(records: list[dict[str, Any]], judge: Any | None) -> str:
 def markdown_table(results: dict[str, dict[str, Any]]) -> str:
     """One row per headline metric of each benchmark, with the scoring mode and the answer-extraction counts."""
     lines = [
-        "| benchmark | metric | value | scoring | items | fallback | unparsable |",
-        "|---|---|---:|---|---:|---:|---:|",
+        "| benchmark | metric | value | scoring | items | fallback | right via fallback | unparsable |",
+        "|---|---|---:|---|---:|---:|---:|---:|",
     ]
     for name, result in results.items():
         answers = result["answers"]
         for position, (metric, value) in enumerate(result["metrics"].items()):
             # the counts belong to the benchmark, not to each metric: shown once, on its first row
             counts = (
-                f"{result['num_items']} | {answers['fallback']} | {answers['unparsable']}"
+                f"{result['num_items']} | {answers['fallback']} | {answers['fallback_correct']} | {answers['unparsable']}"
                 if position == 0
-                else " | | "
+                else " | | | "
             )
             lines.append(f"| {name} | {metric} | {value:.2f} | {result['scoring_mode']} | {counts} |")
     return "\n".join(lines)

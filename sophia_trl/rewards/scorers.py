@@ -259,7 +259,7 @@ _CHOICE_PREFIX_RE = re.compile(
 _BARE_CHOICE_RE = re.compile(r"[(\[]?\s*([A-Za-z])\s*[)\]]?\s*[.:]?")
 # One option with its text: "B. 40", "B) 40", "(B) 40", "B: 40", "B - 40".
 _LABELLED_CHOICE_RE = re.compile(
-    r"(?:\(\s*([A-Z])\s*\)|\[\s*([A-Z])\s*\]|([A-Z])\s*[.:)\]]|([A-Z])\s+[-–—])\s*\S.*", re.DOTALL
+    r"(?:\(\s*([A-Z])\s*\)|\[\s*([A-Z])\s*\]|([A-Z])\s*[.:),\]]|([A-Z])\s+[-–—])\s*\S.*", re.DOTALL
 )
 _CHOICE_SEPARATOR_RE = re.compile(r"\s*(?:,|;|/|&|\+|\band\b|\bor\b)\s*", re.IGNORECASE)
 _OPTION_LABEL_RE = re.compile(r"^\s*[(\[]?\s*([A-Z])\s*[)\].:]\s*")
@@ -283,17 +283,27 @@ def _choice_of(part: str) -> str | None:
 
 
 # Signs models write for "minus" besides "-": U+2212 (the mathematical minus), U+FE63 and U+FF0D.
+_MINUS_SIGNS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
 
 
-def _option_texts(options: list[str]) -> dict[str, str]:
-    """Option letter -> normalised option text, from `["A. 40", "B. 50"]` or from unlabelled `["40", "50"]`."""
+def _option_key(text: str) -> float | str:
+    """How an answer and an option text are compared: a number by its value, sign kept ("-3" is not "3", "4.0" is
+    "4"); anything else as normalised words (case, punctuation and articles ignored)."""
+    plain = _unwrap(text).translate(_MINUS_SIGNS).strip().rstrip(".").strip()
+    if _PLAIN_NUMBER_RE.fullmatch(plain):
+        return float(plain)
+    return _normalize_text(text)
+
+
+def _option_texts(options: list[str]) -> dict[str, float | str]:
+    """Option letter -> option key (see `_option_key`), from `["A. 40", "B. 50"]` or from unlabelled `["40", "50"]`."""
     texts = {}
     for index, option in enumerate(options):
         match = _OPTION_LABEL_RE.match(option)
         if match:
-            texts[match.group(1)] = _normalize_text(option[match.end() :])
+            texts[match.group(1)] = _option_key(option[match.end() :])
         elif index < 26:
-            texts[chr(ord("A") + index)] = _normalize_text(option)
+            texts[chr(ord("A") + index)] = _option_key(option)
     return texts
 
 
@@ -304,8 +314,10 @@ def parse_choices(text: str, options: list[str] | None = None) -> frozenset[str]
     Accepted: one letter written as `B`, `(B)`, `[B]`, `B.`, `b`, `\\boxed{B}`, `**B**`, or followed by its option text
     (`B. 40`, `(B) 40`, `B) 40`, `B: 40`); several letters separated by commas, semicolons, slashes, "and" or "or", or
     spaces (`A, C`, `A,C`, `(A) and (C)`, `A C`), or run together (`AC`); a leading "The answer is", "Answer:", "Option".
-    When no letter can be read and `options` are given, an answer equal to exactly one option's text (ignoring case and
-    punctuation) chooses that option.
+    When no letter can be read and `options` are given, an answer equal to exactly one option's text (ignoring case,
+    punctuation and articles; numbers compared by value with their sign, so `-3` is the option `-3` and not `3`, `4.0`
+    is the option `4`, and a Unicode minus is a minus) chooses that option. A letter followed by a comma and text
+    (`D, a square`) is that letter.
 
     Args:
         text (`str`):
@@ -339,8 +351,8 @@ def parse_choices(text: str, options: list[str] | None = None) -> frozenset[str]
     if re.fullmatch(r"[A-Z]{2,26}", text) and len(set(text)) == len(text):
         return frozenset(text)
     if options:
-        normalized = _normalize_text(text)
-        matches = [letter for letter, option in _option_texts(options).items() if option and option == normalized]
+        key = _option_key(text)
+        matches = [letter for letter, option in _option_texts(options).items() if option != "" and option == key]
         if len(matches) == 1:
             return frozenset(matches)
     return None

@@ -36,6 +36,7 @@ def test_mathvista(tmp_path):
         "empty": 0,
     }
     assert result["answers"]["fallback"] == 2
+    assert result["answers"]["fallback_correct"] == 1  # item 7, read from cut-off reasoning
     assert result["answers"]["unparsable"] == 1
     assert result["scoring_mode"] == "rule"
     assert [r["prediction"] for r in result["records"]] == ["5", "blue", "12", "1.5", "0.3", None, "3"]
@@ -153,8 +154,8 @@ def test_cli_rescoring_writes_report_and_table(tmp_path, capsys):
     assert report["generation"] is None
     assert report["benchmarks"]["mme"]["metrics"]["total"] == pytest.approx(175.0)
     table = capsys.readouterr().out
-    assert "| mathvista | accuracy | 71.43 | rule | 7 | 2 | 1 |" in table
-    assert "| mme | perception | 125.00 | rule | 6 | 0 | 1 |" in table
+    assert "| mathvista | accuracy | 71.43 | rule | 7 | 2 | 1 | 1 |" in table
+    assert "| mme | perception | 125.00 | rule | 6 | 0 | 0 | 1 |" in table
 
 
 def test_prediction_file_errors_name_file_and_field(tmp_path):
