@@ -1,13 +1,20 @@
-"""Throughput of the thinking judges: completions scored per second.
+"""Throughput of the thinking judges: completions scored per second, and the two readouts of a generative judge.
 
 1. `OpenAIJudge` against a loopback OpenAI-compatible server with a fixed service time per request, at concurrency 1
-   (one request at a time, as the released SophiaVL-R1 code queries its judge) and at 8, 32 and 64.
-2. The local judges on the tiny Qwen2.5-VL (built offline): the generative `TransformersJudge` (prompt + greedy
-   generation of `<answer>x</answer>`) against the scalar-head `ScalarJudge` (one forward pass).
+   (one request at a time, as the released SophiaVL-R1 code queries its judge) and at 8, 32 and 64. The server's own
+   capacity is measured in the same run (a raw keep-alive load generator, no service time), and each throughput is
+   reported as a fraction of its limit min(concurrency / service time, server capacity), with the client's CPU time
+   per request, so the table says which side is the bottleneck. Two servers: the threaded [`LoopbackJudgeServer`]
+   (the test double) and a uvicorn + uvloop + httptools one (`--server fast`).
+2. The local judges on the tiny Qwen2.5-VL (built offline): the generative `TransformersJudge` with its greedy and
+   expected-score readouts, and the scalar-head `ScalarJudge` (one forward pass).
+3. `--readout_judge DIR`: greedy against expected-score readout of a trained generative judge on held-out problems
+   (time per response, unparsable fraction, MAE, pairwise accuracy within a question).
 
 ```bash
-python benchmarks/judge_throughput.py                      # ~1 minute on 2 CPU cores
+python benchmarks/judge_throughput.py                      # ~2 minutes on 2 CPU cores
 python benchmarks/judge_throughput.py --service_time 0.1 --num_requests 512 --concurrency 1 8 32 64 128
+python benchmarks/judge_throughput.py --readout_judge outputs/demo/judge --readout_problems 32
 ```
 
 The loopback server ([`LoopbackJudgeServer`]) is also the test double of `tests/judge/`: besides answering correctly
@@ -17,9 +24,11 @@ it can answer slowly, with HTTP errors, with garbage, or not at all, as a real s
 from __future__ import annotations
 
 import argparse
+import asyncio
 import base64
 import io
 import json
+import math
 import multiprocessing
 import re
 import statistics
@@ -62,6 +71,35 @@ def decode_data_url(url: str) -> Image.Image:
     if not header.startswith("data:image/") or ";base64" not in header:
         raise ValueError(f"Not a base64 image data URL: {header[:40]!r}")
     return Image.open(io.BytesIO(base64.b64decode(data)))
+
+
+def _logprobs_choice(score: float, body: dict[str, Any]) -> dict[str, Any]:
+    """A reply with `logprobs`, as vLLM gives to a request that continues a final assistant message `<answer>...`.
+
+    The judge's distribution for a row with score x: after `<answer>`, "1" with probability x and "0" with 1 - x; after
+    `<answer>0.`, the digit "5" for sure. Its expected score is therefore x + (1 - x) * 0.5, its greedy path "1.0"
+    when x >= 0.5 and "0.5" otherwise.
+    """
+    prefix = body["messages"][-1]["content"] if body["messages"][-1].get("role") == "assistant" else ""
+
+    def entry(token: str, top: dict[str, float]) -> dict[str, Any]:
+        alternatives = [{"token": t, "logprob": math.log(p)} for t, p in top.items() if p > 0]
+        return {"token": token, "logprob": math.log(top[token]), "top_logprobs": alternatives}
+
+    if prefix.endswith("0."):
+        tokens = [entry("5", {"5": 1.0})]
+    else:
+        first = "1" if score >= 0.5 else "0"
+        tokens = [entry(first, {"1": score, "0": 1.0 - score}), entry(".", {".": 1.0})]
+        tokens.append(entry("0", {"0": 1.0}) if first == "1" else entry("5", {"5": 1.0}))
+    tokens = tokens[: body.get("max_tokens", len(tokens))]
+    text = "".join(t["token"] for t in tokens)
+    return {
+        "index": 0,
+        "message": {"role": "assistant", "content": text},
+        "logprobs": {"content": tokens},
+        "finish_reason": "length",
+    }
 
 
 class _ThreadingServer(ThreadingHTTPServer):
@@ -165,12 +203,19 @@ class LoopbackJudgeServer:
             else:
                 score = 0.5
             content = f"<answer>{score}</answer>"
+        choice: dict[str, Any] = {
+            "index": 0,
+            "message": {"role": "assistant", "content": content},
+            "finish_reason": "stop",
+        }
+        if body.get("logprobs") and mode != "garbage":
+            choice = _logprobs_choice(score, body)
         completion = {
             "id": "chatcmpl-loopback",
             "object": "chat.completion",
             "created": int(time.time()),
             "model": body.get("model", self.model),
-            "choices": [{"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}],
+            "choices": [choice],
             "usage": {"prompt_tokens": 1, "completion_tokens": 1, "total_tokens": 2},
         }
         return 200, json.dumps(completion).encode(), delay
@@ -239,48 +284,191 @@ def _serve_forever(service_time: float, queue: Any) -> None:
         threading.Event().wait()
 
 
+_SCORE_BYTES_RE = re.compile(rb"score=([0-9.]+)")
+
+
+def _fast_app(service_time: float) -> Any:
+    """A minimal ASGI app answering chat requests like [`LoopbackJudgeServer`] (score from `score=x`, else 0.5)."""
+
+    async def app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+        if scope["type"] != "http":
+            return
+        body = b""
+        more = True
+        while more:
+            message = await receive()
+            body += message.get("body", b"")
+            more = message.get("more_body", False)
+        if scope["method"] == "GET":
+            data: dict[str, Any] = {"object": "list", "data": [{"id": "judge", "object": "model"}]}
+        else:
+            found = _SCORE_BYTES_RE.search(body)
+            content = f"<answer>{float(found.group(1)) if found else 0.5}</answer>"
+            if service_time:
+                await asyncio.sleep(service_time)
+            data = {
+                "id": "chatcmpl-loopback",
+                "object": "chat.completion",
+                "choices": [
+                    {"index": 0, "message": {"role": "assistant", "content": content}, "finish_reason": "stop"}
+                ],
+            }
+        payload = json.dumps(data).encode()
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        await send({"type": "http.response.body", "body": payload})
+
+    return app
+
+
+def _serve_fast_forever(service_time: float, queue: Any) -> None:
+    import socket
+
+    import uvicorn
+
+    sock = socket.socket()
+    sock.bind(("127.0.0.1", 0))
+    config = uvicorn.Config(
+        _fast_app(service_time),
+        log_level="warning",
+        access_log=False,
+        lifespan="off",
+        loop="auto",  # uvloop and httptools when installed (uvicorn[standard]), asyncio and h11 otherwise
+        http="auto",
+        backlog=2048,
+    )
+    queue.put(f"http://127.0.0.1:{sock.getsockname()[1]}/v1")
+    uvicorn.Server(config).run(sockets=[sock])
+
+
 @contextmanager
-def loopback_server_process(service_time: float) -> Iterator[str]:
-    """A [`LoopbackJudgeServer`] in its own process (as a real server is), so it does not share the client's GIL."""
+def loopback_server_process(service_time: float, fast: bool = False) -> Iterator[str]:
+    """A loopback judge server in its own process (as a real server is), so it does not share the client's GIL.
+
+    `fast=False` runs [`LoopbackJudgeServer`] (threads, the test double); `fast=True` a uvicorn + uvloop + httptools
+    server with the same replies to well-formed requests, whose own cost per request is several times lower.
+    """
     context = multiprocessing.get_context("spawn")
     queue = context.Queue()
-    process = context.Process(target=_serve_forever, args=(service_time, queue), daemon=True)
+    target = _serve_fast_forever if fast else _serve_forever
+    process = context.Process(target=target, args=(service_time, queue), daemon=True)
     process.start()
     try:
-        yield queue.get(timeout=60)
+        url = queue.get(timeout=60)
+        _wait_until_up(url)
+        yield url
     finally:
         process.terminate()
         process.join(timeout=10)
 
 
-def bench_openai(service_time: float, num_requests: int, concurrencies: list[int]) -> list[dict[str, float]]:
-    """Completions per second of OpenAIJudge at each concurrency against the loopback server."""
+def _wait_until_up(url: str, timeout: float = 30.0) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            httpx.get(url + "/models", timeout=2)
+            return
+        except httpx.HTTPError:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.05)
+
+
+def _chat_request(url: str) -> tuple[str, int, bytes]:
+    """(host, port, raw HTTP request) of one judge request as OpenAIJudge sends it, image included."""
+    from urllib.parse import urlsplit
+
+    from sophia_trl.judges import build_openai_messages
+
+    image = Image.new("RGB", (56, 56), (128, 30, 30))
+    messages = build_openai_messages("How many red shapes are there? score=0.5", "<think>step</think>3", image)
+    body = json.dumps({"model": "judge", "messages": messages, "max_tokens": 16, "temperature": 0.0}).encode()
+    parts = urlsplit(url)
+    head = (
+        f"POST {parts.path}/chat/completions HTTP/1.1\r\nHost: {parts.hostname}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return parts.hostname, parts.port, head.encode() + body
+
+
+def server_capacity(url: str, connections: int = 64, duration: float = 3.0) -> float:
+    """Requests per second the server answers at most: a raw keep-alive load generator with `connections` clients.
+
+    The generator sends pre-encoded requests and reads replies by their Content-Length, so its own cost is a fraction
+    of a real client's: the figure is the server's limit (on this machine, beside this generator), not the client's.
+    """
+    host, port, request = _chat_request(url)
+    length_re = re.compile(rb"content-length:\s*(\d+)", re.IGNORECASE)
+
+    async def run() -> float:
+        count = 0
+        stop = time.perf_counter() + duration
+
+        async def worker() -> None:
+            nonlocal count
+            reader, writer = await asyncio.open_connection(host, port)
+            try:
+                while time.perf_counter() < stop:
+                    writer.write(request)
+                    head = await reader.readuntil(b"\r\n\r\n")
+                    await reader.readexactly(int(length_re.search(head).group(1)))
+                    if not head.startswith(b"HTTP/1.1 200"):
+                        raise RuntimeError(f"The loopback server answered {head[:40]!r} to the capacity test.")
+                    count += 1
+            finally:
+                writer.close()
+
+        start = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(connections)))
+        return count / (time.perf_counter() - start)
+
+    return asyncio.run(run())
+
+
+def bench_openai(
+    service_time: float, num_requests: int, concurrencies: list[int], fast: bool = True
+) -> tuple[float, list[dict[str, float]]]:
+    """The server's capacity and OpenAIJudge's completions per second at each concurrency against the loopback server.
+
+    Each throughput is reported against its limit, min(concurrency / service_time, server capacity): the capacity is
+    measured on a server of the same kind without the service time, in the same run.
+    """
     from sophia_trl.judges import OpenAIJudge
 
+    with loopback_server_process(0.0, fast=fast) as url:
+        server_capacity(url, duration=0.5)  # warm-up
+        capacity = server_capacity(url)
     rows = []
     image = Image.new("RGB", (56, 56), (128, 30, 30))
     # "score=0.5" makes the server answer without decoding the image: the benchmark measures the client.
     questions = ["How many red shapes are there? score=0.5"] * num_requests
     responses = [f"<think>step {i}</think><answer>{i}</answer>" for i in range(num_requests)]
-    with loopback_server_process(service_time) as url:
+    with loopback_server_process(service_time, fast=fast) as url:
         for concurrency in concurrencies:
             # Distinct responses and no cache: every row is a request.
             with OpenAIJudge(url, "judge", max_concurrency=concurrency, cache_size=0, timeout=30) as judge:
-                judge.score(questions[:4], ["warm-up"] * 4, [image] * 4)  # connection set-up
-                start = time.perf_counter()
+                judge.score(questions[:concurrency], ["warm-up"] * concurrency, [image] * concurrency)  # connections
+                start, cpu_start = time.perf_counter(), time.process_time()
                 scores = judge.score(questions, responses, [image] * num_requests)
-                elapsed = time.perf_counter() - start
+                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
             if any(s != 0.5 for s in scores):
                 raise RuntimeError(f"{sum(s != 0.5 for s in scores)} requests failed at concurrency {concurrency}.")
+            ideal = min(concurrency, num_requests) / service_time
             rows.append(
                 {
                     "concurrency": concurrency,
                     "seconds": elapsed,
                     "per_second": num_requests / elapsed,
-                    "ideal_per_second": min(concurrency, num_requests) / service_time,
+                    "ideal_per_second": ideal,
+                    "limit_per_second": min(ideal, capacity),
+                    # The client's own CPU per request (the server runs in another process): its ceiling is 1 / this
+                    # on one free core, as its requests run on one event loop.
+                    "client_cpu_ms": cpu / num_requests * 1000,
                 }
             )
-    return rows
+    return capacity, rows
 
 
 def bench_local(num_rows: int, batch_size: int, repeats: int) -> dict[str, float]:
@@ -307,7 +495,14 @@ def bench_local(num_rows: int, batch_size: int, repeats: int) -> dict[str, float
         ]
         results = {}
         for name, judge in (
-            ("generative", TransformersJudge(judge_dir, batch_size=batch_size, device="cpu", cache_size=0)),
+            (
+                "generative, greedy",
+                TransformersJudge(judge_dir, batch_size=batch_size, device="cpu", cache_size=0, readout="greedy"),
+            ),
+            (
+                "generative, expected",
+                TransformersJudge(judge_dir, batch_size=batch_size, device="cpu", cache_size=0, readout="expected"),
+            ),
             ("scalar", ScalarJudge(scalar_dir, batch_size=batch_size, device="cpu", cache_size=0)),
         ):
             judge.score(questions[:batch_size], responses[:batch_size], images[:batch_size])  # warm-up
@@ -320,6 +515,51 @@ def bench_local(num_rows: int, batch_size: int, repeats: int) -> dict[str, float
     return results
 
 
+def grouped_heldout_rows(num_problems: int, start_index: int, seed: int = 0) -> list[dict[str, Any]]:
+    """Judge data with several responses per question: the problems of the stage-1 test split (`data_prep/synthetic.py
+    --kind thinking` rows `start_index`, `start_index + 1`, ...), each answered once soundly and once with each flaw.
+
+    The stage-1 test split has one response per question, so no pair within a question to rank; these rows are the
+    same held-out problems with responses whose labelled scores differ, which is what GRPO asks of a judge.
+    """
+    import random
+
+    from sophia_trl.synthetic import FLAWS, _draw_problem, _problem_types, format_question, write_response
+
+    rows = []
+    for index in range(start_index, start_index + num_problems):
+        problem, _ = _draw_problem(seed, index, "thinking", _problem_types(None), 56, 0.0)
+        for k, flaw in enumerate((None, *FLAWS)):
+            response, score = write_response(problem, random.Random(seed * 1_000_003 + index * 10 + k), flaw)
+            rows.append(
+                {
+                    "question": format_question(problem.problem, problem.options),
+                    "image": problem.image,
+                    "response": response,
+                    "score": score,
+                }
+            )
+    return rows
+
+
+def bench_readouts(
+    judge_dir: str, num_problems: int, start_index: int, batch_size: int
+) -> dict[str, dict[str, float]]:
+    """Greedy against expected-score readout of one trained generative judge on held-out judge data."""
+    from sophia_trl.judges import TransformersJudge, evaluate_judge
+
+    rows = grouped_heldout_rows(num_problems, start_index)
+    results = {}
+    for readout in ("greedy", "expected"):
+        judge = TransformersJudge(judge_dir, batch_size=batch_size, device="cpu", cache_size=0, readout=readout)
+        judge.score([rows[0]["question"]], [rows[0]["response"]], [rows[0]["image"]])  # warm-up
+        start = time.perf_counter()
+        metrics = evaluate_judge(judge, rows, batch_size=64)
+        metrics["ms_per_response"] = (time.perf_counter() - start) / len(rows) * 1000
+        results[readout] = metrics
+    return results
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--service_time", type=float, default=0.05, help="Seconds per request of the loopback server.")
@@ -329,20 +569,53 @@ def main() -> None:
     parser.add_argument("--local_batch_size", type=int, default=8, help="Batch size of the local judges.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each local judge (the median is reported).")
     parser.add_argument("--skip_local", action="store_true", help="Only benchmark OpenAIJudge.")
+    parser.add_argument(
+        "--server", choices=["threaded", "fast", "both"], default="both", help="Loopback server(s) to run against."
+    )
+    parser.add_argument(
+        "--readout_judge", default=None, help="A trained generative judge: compare its greedy and expected readouts."
+    )
+    parser.add_argument(
+        "--readout_start", type=int, default=512, help="First held-out problem (the judge's --num_train)."
+    )
+    parser.add_argument("--readout_problems", type=int, default=64, help="Held-out problems (7 responses each).")
     args = parser.parse_args()
 
-    rows = bench_openai(args.service_time, args.num_requests, args.concurrency)
-    base = rows[0]["per_second"]
-    print(
-        f"OpenAIJudge, loopback server with {args.service_time * 1000:.0f} ms per request, {args.num_requests} completions"
-    )
-    print("| concurrency | seconds | completions/s | ideal/s | speed-up vs first |")
-    print("|---:|---:|---:|---:|---:|")
-    for row in rows:
+    if args.readout_judge:
+        results = bench_readouts(args.readout_judge, args.readout_problems, args.readout_start, args.local_batch_size)
         print(
-            f"| {row['concurrency']} | {row['seconds']:.2f} | {row['per_second']:.1f} | "
-            f"{row['ideal_per_second']:.0f} | {row['per_second'] / base:.1f}x |"
+            f"Readouts of {args.readout_judge} on held-out problems {args.readout_start}-"
+            f"{args.readout_start + args.readout_problems - 1}, 7 responses each"
         )
+        print("| readout | ms per response | unparsable | MAE | pairwise accuracy (pairs) | mean score |")
+        print("|---|---:|---:|---:|---:|---:|")
+        for readout, m in results.items():
+            print(
+                f"| {readout} | {m['ms_per_response']:.1f} | {m['failed_fraction']:.1%} | {m['mae']:.3f} | "
+                f"{m['pairwise_accuracy']:.3f} ({m['num_pairs']}) | {m['mean_score']:.3f} |"
+            )
+        return
+
+    for fast in [False, True] if args.server == "both" else [args.server == "fast"]:
+        capacity, rows = bench_openai(args.service_time, args.num_requests, args.concurrency, fast=fast)
+        base = rows[0]["per_second"]
+        kind = "uvicorn" if fast else "threaded"
+        print(
+            f"\nOpenAIJudge against the {kind} loopback server, {args.service_time * 1000:.0f} ms per request, "
+            f"{args.num_requests} completions; server capacity {capacity:.0f} requests/s"
+        )
+        print(
+            "| concurrency | seconds | completions/s | concurrency / S | limit | of limit | speed-up vs first | "
+            "client CPU ms/request |"
+        )
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        for row in rows:
+            print(
+                f"| {row['concurrency']} | {row['seconds']:.2f} | {row['per_second']:.1f} | "
+                f"{row['ideal_per_second']:.0f} | {row['limit_per_second']:.0f} | "
+                f"{row['per_second'] / row['limit_per_second']:.0%} | {row['per_second'] / base:.1f}x | "
+                f"{row['client_cpu_ms']:.2f} |"
+            )
     if args.skip_local:
         return
     local = bench_local(args.local_rows, args.local_batch_size, args.repeats)
@@ -353,7 +626,10 @@ def main() -> None:
     print("|---|---:|---:|")
     for name, seconds in local.items():
         print(f"| {name} | {seconds * 1000:.1f} | {1 / seconds:.1f} |")
-    print(f"\nscalar is {local['generative'] / local['scalar']:.1f}x faster than generative per completion")
+    print(
+        f"\nper completion, scalar is {local['generative, greedy'] / local['scalar']:.1f}x and the expected readout "
+        f"{local['generative, greedy'] / local['generative, expected']:.1f}x faster than greedy generation"
+    )
 
 
 if __name__ == "__main__":

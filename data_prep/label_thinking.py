@@ -11,7 +11,8 @@ filtered and balanced over the score range so the reward model does not learn to
    prompt it was. Exact duplicate pairs are labelled once.
 2. Score each pair with the teacher judge, through the project's judge backends (`sophia_trl.judges`):
    an OpenAI-compatible server (`--judge_base_url`, `--judge_model`; `vllm serve`, `transformers serve`, or a hosted
-   API with its key in `OPENAI_API_KEY`) or a local checkpoint (`--judge_backend transformers`).
+   API with its key in `OPENAI_API_KEY`) or a local checkpoint (`--judge_backend transformers`), with the judge
+   prompt of `--judge_prompt_template` (a YAML template, see docs/thinking_reward_model.md) or this project's.
 3. Drop unparsable labels (a judge reply without a score, a failed request) and noisy ones: with `--num_votes K`
    (and `--judge_temperature` > 0) each pair is scored K times and dropped when the votes differ by more than
    `--max_spread`; the label is the votes' mean rounded to the nearest tenth.
@@ -79,9 +80,11 @@ def read_pairs(
     columns: dict[str, str] | None = None,
     image_root: str | Path | None = None,
     on_bad_row: str = "error",
+    max_image_pixels: int | None = None,
 ) -> tuple[list[dict[str, Any]], list[BadRowError], int]:
     """
-    Read (question, response, image, problem_type) pairs and drop exact duplicates.
+    Read (question, response, image, problem_type) pairs and drop exact duplicates; an image over `max_image_pixels`
+    makes its row bad.
 
     Returns:
         The pairs, the errors of skipped rows, and the number of duplicates dropped.
@@ -98,7 +101,7 @@ def read_pairs(
     def convert(item):
         row, row_id, file, root = item
         try:
-            return read_judge_row(row, columns, root, need_score=False)
+            return read_judge_row(row, columns, root, need_score=False, max_image_pixels=max_image_pixels)
         except ValueError as err:
             raise BadRowError(str(err), row_id=row_id, file=str(file)) from err
 
@@ -170,12 +173,14 @@ def label_pairs(
     Returns:
         The labelled rows (with `score`) and the counts of dropped pairs per reason.
     """
+    from sophia_trl.judges import judge_inputs  # here, as the judges: this module loads without the judge code
+
     labelled, dropped = [], Counter()
     for start in range(0, len(pairs), batch_size):
         batch = pairs[start : start + batch_size]
-        questions = [p["question"] for p in batch]
-        responses = [p["response"] for p in batch]
-        images = [_open_image(p["image"]) for p in batch]
+        # What the judge reads from a pair, built as on every other judge path (stage-1 training, Trust-GRPO).
+        questions, responses, images = (list(column) for column in zip(*(judge_inputs(p) for p in batch)))
+        images = [_open_image(image) for image in images]
         images = images if any(img is not None for img in images) else None
         votes = [judge.score(questions, responses, images) for _ in range(num_votes)]
         for i, pair in enumerate(batch):
@@ -217,11 +222,12 @@ def format_histogram(before: list[int], after: list[int]) -> str:
 
 def build_judge(args: argparse.Namespace) -> Any:
     """The teacher judge named by the command line (imported here so this module loads without the judge code)."""
+    from sophia_trl.judges import OpenAIJudge, TransformersJudge, load_judge_prompt
+
     # Votes must be independent samples, so repeated pairs must not come from the judge's cache.
     cache_size = 0 if args.num_votes > 1 else 4096
+    judge_prompt = load_judge_prompt(args.judge_prompt_template)  # checked before the judge is built
     if args.judge_backend == "openai":
-        from sophia_trl.judges import OpenAIJudge
-
         return OpenAIJudge(
             base_url=args.judge_base_url,
             model=args.judge_model,
@@ -230,15 +236,16 @@ def build_judge(args: argparse.Namespace) -> Any:
             max_concurrency=args.judge_max_concurrency,
             temperature=args.judge_temperature,
             cache_size=cache_size,
+            judge_prompt=judge_prompt,
         )
-    from sophia_trl.judges import TransformersJudge
-
-    return TransformersJudge(args.judge_model, cache_size=cache_size)
+    return TransformersJudge(args.judge_model, cache_size=cache_size, judge_prompt=judge_prompt)
 
 
 def run(args: argparse.Namespace, judge: Any) -> DatasetDict:
     """Read, label, filter, balance and write; prints the histograms."""
-    pairs, bad, num_duplicates = read_pairs(args.input, args.columns, args.image_root, args.on_bad_row)
+    pairs, bad, num_duplicates = read_pairs(
+        args.input, args.columns, args.image_root, args.on_bad_row, args.max_image_pixels
+    )
     if bad:
         print(bad_rows_report(bad))
     if args.image_dataset:
@@ -294,6 +301,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--judge_max_retries", type=int, default=3, help="Retries of a failed judge request.")
     parser.add_argument("--judge_max_concurrency", type=int, default=32, help="Judge requests in flight.")
     parser.add_argument("--judge_temperature", type=float, default=0.0, help="Judge sampling temperature.")
+    parser.add_argument(
+        "--judge_prompt_template",
+        default=None,
+        help="YAML file with the teacher's prompt ('system', 'user' with {question}, {response}, {image}); "
+        "this project's judge prompt when unset.",
+    )
     parser.add_argument("--num_votes", type=int, default=1, help="Judge scores per pair (needs temperature > 0).")
     parser.add_argument("--max_spread", type=float, default=0.2, help="Largest accepted max - min of the votes.")
     parser.add_argument("--max_per_bin", type=int, default=None, help="Cap of labels per score bin (no cap: None).")

@@ -19,10 +19,11 @@ Output: `--output_dir OUT`, a `DatasetDict` with one `train` split written by `s
 and `OUT/conversion_report.json` (row counts per source and per type, and every skipped row with its reason).
 
 Every selected image is checked (`PIL.Image.verify`, no pixel decoding) and its bytes are copied into the output by
-`save_to_disk` in batches, so memory stays bounded on the full 130k rows. A row whose image is missing or unreadable,
-whose `problem_type` is unknown, or whose fields are missing or malformed stops the conversion with an error naming
-its `problem_id` and file; `--on_bad_row skip` leaves such rows out and reports how many and which. The `process`
-field (the reasoning of the release) is not used for RL and is left out.
+`save_to_disk` in batches, so memory stays bounded on the full 130k rows. A row whose image is missing, unreadable or
+larger than `--max_image_pixels` (width x height; no limit by default besides PIL's), whose `problem_type` is
+unknown, or whose fields are missing or malformed stops the conversion with an error naming its `problem_id` and
+file; `--on_bad_row skip` leaves such rows out and reports how many and which. The `process` field (the reasoning of
+the release) is not used for RL and is left out.
 
 ```bash
 python data_prep/sophiavl_130k.py --input_dir data/SophiaVL-R1-130k --output_dir data/sophiavl-130k
@@ -79,7 +80,12 @@ def category_of(row: dict[str, Any], file: Path) -> str:
 
 
 def convert_row(
-    row: dict[str, Any], row_id: str, file: Path, image_root: Path, system_prompt: str | None = None
+    row: dict[str, Any],
+    row_id: str,
+    file: Path,
+    image_root: Path,
+    system_prompt: str | None = None,
+    max_image_pixels: int | None = None,
 ) -> dict[str, Any]:
     """One release row -> one training row; raises [`BadRowError`] naming the row and file."""
 
@@ -125,7 +131,7 @@ def convert_row(
         raise bad("data_type is 'image' but 'path' is empty.")
     else:
         try:
-            image = resolve_image(path, image_root)
+            image = resolve_image(path, image_root, max_image_pixels)
         except ValueError as err:
             raise bad(str(err)) from err
 
@@ -152,6 +158,7 @@ def convert(
     on_bad_row: str = "error",
     seed: int = 0,
     image_column: str = "image",
+    max_image_pixels: int | None = None,
 ) -> tuple[Dataset, list[BadRowError], dict[str, Any]]:
     """
     Read, select and convert the release rows.
@@ -161,7 +168,7 @@ def convert(
     replaced by the next one); the kept rows stay in file order.
 
     With `image_column="images"` the image goes into a list column instead (`[image]`, `[]` for a text-only row),
-    TRL's other image format.
+    TRL's other image format. With `max_image_pixels`, a larger image makes its row bad.
 
     Returns:
         The converted `Dataset`, the errors of skipped rows, and summary counts.
@@ -194,7 +201,10 @@ def convert(
             items = rng.sample(items, len(items))
         rows, source_bad = convert_rows(
             items,
-            lambda item: (item[0], convert_row(item[1], item[2], item[3], image_root, system_prompt)),
+            lambda item: (
+                item[0],
+                convert_row(item[1], item[2], item[3], image_root, system_prompt, max_image_pixels),
+            ),
             on_bad_row=on_bad_row,
             max_rows=max_rows_per_source,
         )
@@ -259,6 +269,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
         on_bad_row=args.on_bad_row,
         seed=args.seed,
         image_column=args.image_column,
+        max_image_pixels=args.max_image_pixels,
     )
     if len(dataset) == 0:
         raise SystemExit(f"No rows left after selection in {args.input_dir}: check the selection options.")

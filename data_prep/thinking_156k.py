@@ -20,8 +20,9 @@ one-element list of those.
 
 Output: `--output_dir OUT`, a `DatasetDict` written by `save_to_disk` with a `train` split (and a `test` split with
 `--test_size`), columns `question` (str), `image` (RGB image or `None`), `response` (str), `score` (float in [0, 1]),
-`problem_type` (str or `None`), plus `OUT/conversion_report.json`. Bad rows (missing column, unreadable image, score
-out of range...) stop the conversion with an error naming the row and file, or are skipped with `--on_bad_row skip`.
+`problem_type` (str or `None`), plus `OUT/conversion_report.json`. Bad rows (missing column, unreadable image, image
+over `--max_image_pixels`, score out of range...) stop the conversion with an error naming the row and file, or are
+skipped with `--on_bad_row skip`.
 
 ```bash
 python data_prep/thinking_156k.py --input_dir data/SophiaVL-R1-Thinking-156k --output_dir data/thinking-156k \\
@@ -57,11 +58,17 @@ from sophia_trl.data import (
 
 
 def convert_row(
-    row: dict[str, Any], row_id: str, file: Path, image_root: Path, columns: dict[str, str], score_scale: float
+    row: dict[str, Any],
+    row_id: str,
+    file: Path,
+    image_root: Path,
+    columns: dict[str, str],
+    score_scale: float,
+    max_image_pixels: int | None = None,
 ) -> dict[str, Any]:
     """One input row -> one judge-data row; raises [`BadRowError`] naming the row and file."""
     try:
-        fields = read_judge_row(row, columns, image_root, score_scale=score_scale)
+        fields = read_judge_row(row, columns, image_root, score_scale=score_scale, max_image_pixels=max_image_pixels)
     except ValueError as err:
         raise BadRowError(str(err), row_id=row_id, file=str(file)) from err
     return {key: fields[key] for key in JUDGE_DATA_FEATURES}
@@ -73,6 +80,7 @@ def convert(
     columns: dict[str, str] | None = None,
     score_scale: float = 1.0,
     on_bad_row: str = "error",
+    max_image_pixels: int | None = None,
 ) -> tuple[Dataset, list[BadRowError], dict[str, Any]]:
     """Read and convert every row; returns the dataset, the errors of skipped rows and summary counts."""
     input_dir = Path(input_dir)
@@ -89,7 +97,7 @@ def convert(
 
     rows, bad = convert_rows(
         items(),
-        lambda item: convert_row(item[0], item[1], item[2], image_root, columns, score_scale),
+        lambda item: convert_row(item[0], item[1], item[2], image_root, columns, score_scale, max_image_pixels),
         on_bad_row=on_bad_row,
     )
     dataset = Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)
@@ -132,6 +140,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
         columns=args.columns,
         score_scale=args.score_scale,
         on_bad_row=args.on_bad_row,
+        max_image_pixels=args.max_image_pixels,
     )
     if len(dataset) == 0:
         raise SystemExit(f"No rows converted from {args.input_dir}.")

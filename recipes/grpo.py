@@ -15,6 +15,7 @@ accelerate launch --config_file accelerate_configs/zero3.yaml recipes/grpo.py \
 Any key of the YAML can be overridden on the command line, e.g. `--thinking_reward_preset official --use_peft`.
 """
 
+import functools
 import logging
 import os
 import sys
@@ -24,12 +25,20 @@ import transformers
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, set_seed
 from transformers.trainer_utils import get_last_checkpoint
-from trl import ModelConfig, TrlParser, get_peft_config
+from trl import ModelConfig, TrlParser
 
+from sophia_trl.callbacks import SaveOnPreemptionCallback
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
-from sophia_trl.data import load_train_test_splits
+from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
-from sophia_trl.model_utils import load_processor, model_init_kwargs
+from sophia_trl.judges.preflight import check_judge
+from sophia_trl.model_utils import (
+    check_local_paths,
+    get_peft_config,
+    judge_model_init_kwargs,
+    load_processor,
+    model_init_kwargs,
+)
 from sophia_trl.rewards import format_reward, outcome_reward
 
 logger = logging.getLogger(__name__)
@@ -48,7 +57,10 @@ def get_reward_funcs(script_args: TrustGRPOScriptArguments) -> list:
         raise ValueError(f"Unknown reward function(s) {unknown} in reward_funcs; choose from {list(REWARD_FUNCS)}.")
     if script_args.reward_funcs[0] != "outcome":
         logger.warning("reward_funcs[0]=%r is used as the outcome reward.", script_args.reward_funcs[0])
-    return [REWARD_FUNCS[name] for name in script_args.reward_funcs]
+    funcs = [REWARD_FUNCS[name] for name in script_args.reward_funcs]
+    # The outcome reward's options, named like the function so that TRL logs it as `outcome_reward`.
+    options = {"ocr_mode": script_args.ocr_mode, "numerical_timeout": script_args.numerical_timeout}
+    return [functools.update_wrapper(functools.partial(f, **options), f) if f is outcome_reward else f for f in funcs]
 
 
 def get_thinking_judge(script_args: TrustGRPOScriptArguments):
@@ -58,12 +70,31 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
     backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
     if backend == "none":
         return None
+    # The prompt the judge was trained with, checked before any model loads; this project's when no template is set.
+    judge_prompt = judges.load_judge_prompt(script_args.judge_prompt_template)
+    if script_args.judge_prompt_template:
+        logger.info("Judge prompt template: %s", script_args.judge_prompt_template)
+    # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
+    init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
+    readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default
+    if readout and backend in ("scalar", "vllm"):
+        raise ValueError(
+            f"judge_readout={script_args.judge_readout!r} applies to the 'transformers' and 'openai' judges; the "
+            f"{backend!r} judge has one readout. Remove judge_readout."
+        )
     if backend == "transformers":
         return judges.TransformersJudge(
-            name, batch_size=script_args.judge_batch_size, max_new_tokens=script_args.judge_max_new_tokens
+            name,
+            batch_size=script_args.judge_batch_size,
+            max_new_tokens=script_args.judge_max_new_tokens,
+            model_init_kwargs=init_kwargs,
+            judge_prompt=judge_prompt,
+            **readout,
         )
     if backend == "scalar":
-        return judges.ScalarJudge(name, batch_size=script_args.judge_batch_size)
+        return judges.ScalarJudge(
+            name, batch_size=script_args.judge_batch_size, model_init_kwargs=init_kwargs, judge_prompt=judge_prompt
+        )
     if backend == "openai":
         judge = judges.OpenAIJudge(
             script_args.judge_base_url,
@@ -72,9 +103,11 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
             max_retries=script_args.judge_max_retries,
             max_concurrency=script_args.judge_max_concurrency,
             max_new_tokens=script_args.judge_max_new_tokens,
+            judge_prompt=judge_prompt,
+            **readout,
         )
         return judge
-    return judges.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens)
+    return judges.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt)
 
 
 def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):
@@ -108,14 +141,41 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         training_args.trust_weighting,
     )
 
+    # A missing local model, judge or dataset is a step not yet run: say which one before loading anything.
+    local_judge = script_args.judge_backend in ("transformers", "scalar", "vllm")
+    check_local_paths(
+        {
+            "model_name_or_path": model_args.model_name_or_path,
+            "dataset_name": script_args.dataset_name,
+            "judge_model_name_or_path": script_args.judge_model_name_or_path if local_judge else None,
+        }
+    )
+
+    ################
+    # Thinking judge, checked before the policy loads: a run whose judge does not score would train plain GRPO
+    ################
+    thinking_judge = get_thinking_judge(script_args)
+    if thinking_judge is not None:
+        check_judge(thinking_judge)
+
     ################
     # Checkpoint
     ################
     last_checkpoint = None
     if os.path.isdir(training_args.output_dir):
         last_checkpoint = get_last_checkpoint(training_args.output_dir)
-    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
+    # TRL's flag: `true` for the last checkpoint of output_dir, `false` to start over, or a checkpoint's path.
+    checkpoint = training_args.resume_from_checkpoint
+    if checkpoint is not None and checkpoint.lower() in ("true", "false"):
+        if checkpoint.lower() == "true" and last_checkpoint is None:
+            raise FileNotFoundError(
+                f"resume_from_checkpoint=true but {training_args.output_dir} holds no checkpoint-* folder: give the "
+                "output_dir of the run to resume, or a checkpoint's path."
+            )
+        checkpoint = last_checkpoint if checkpoint.lower() == "true" else None
+    elif checkpoint is None and last_checkpoint is not None:
         logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+        checkpoint = last_checkpoint
 
     ################
     # Data
@@ -134,6 +194,15 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
                 f"{script_args.dataset_name}; set dataset_test_split or eval_strategy: 'no'."
             )
         eval_dataset = test_dataset
+    # A corrupt or oversized image would otherwise kill the run when its row is drawn, possibly hours in.
+    image_check = {"max_pixels": script_args.max_image_pixels, "on_bad_row": script_args.on_bad_row}
+    train_dataset, _ = check_images(
+        train_dataset, script_args.dataset_train_split, dataset_name=script_args.dataset_name, **image_check
+    )
+    if eval_dataset is not None:
+        eval_dataset, _ = check_images(
+            eval_dataset, script_args.dataset_test_split, dataset_name=script_args.dataset_name, **image_check
+        )
 
     ################
     # Processor and model
@@ -145,7 +214,6 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     # Rewards and thinking judge
     ################
     reward_funcs = get_reward_funcs(script_args)
-    thinking_judge = get_thinking_judge(script_args)
 
     ################
     # Trainer
@@ -154,18 +222,28 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         model=model,
         reward_funcs=reward_funcs,
         thinking_judge=thinking_judge,
+        overlap_judge=script_args.judge_overlap,
         args=training_args,
         train_dataset=train_dataset,
         eval_dataset=eval_dataset,
         processing_class=processor,
-        peft_config=get_peft_config(model_args),
+        peft_config=get_peft_config(model_args, model.config.model_type),
     )
 
     ################
     # Training
     ################
-    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
+    # On SIGTERM (SLURM, Kubernetes) the run finishes its step, saves a checkpoint and exits with 143 = 128 + SIGTERM.
+    preemption = SaveOnPreemptionCallback()
+    trainer.add_callback(preemption)
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
+    if preemption.preempted:
+        logger.warning(
+            "Stopped at step %d by SIGTERM; checkpoint saved in %s. Resume with --resume_from_checkpoint true.",
+            trainer.state.global_step,
+            training_args.output_dir,
+        )
+        sys.exit(143)
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)
     trainer.log_metrics("train", metrics)

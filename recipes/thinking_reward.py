@@ -46,10 +46,9 @@ from trl import (
     SFTConfig,
     SFTTrainer,
     TrlParser,
-    get_peft_config,
 )
 
-from sophia_trl.data import load_train_test_splits
+from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.hub import push_folder_to_hub, thinking_reward_model_card
 from sophia_trl.judges import (
     ScalarJudge,
@@ -57,8 +56,9 @@ from sophia_trl.judges import (
     evaluate_judge,
     format_judge_sft_example,
     format_score,
+    load_judge_prompt,
 )
-from sophia_trl.model_utils import load_processor, model_init_kwargs
+from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
 from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
 
 logger = logging.getLogger(__name__)
@@ -82,6 +82,14 @@ class ThinkingRewardScriptArguments(ScriptArguments):
             "choices": list(JUDGE_TYPES),
         },
     )
+    judge_prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}) "
+            "the judge is trained and evaluated with; this project's prompt when unset. Score the trained judge with "
+            "the same file (judge_prompt_template of recipes/grpo.py)."
+        },
+    )
 
     # Parameters that control the evaluation of the trained judge
     eval_judge: bool = field(
@@ -101,9 +109,30 @@ class ThinkingRewardScriptArguments(ScriptArguments):
         default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
     )
 
+    # Parameters that control the dataset's bad rows
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset image larger than this (width x height) is a bad row, checked before training; no "
+            "limit besides PIL's decompression-bomb guard when unset."
+        },
+    )
+    on_bad_row: str = field(
+        default="error",
+        metadata={
+            "help": "A dataset row whose image cannot be opened, is missing or is over max_image_pixels: 'error' stops "
+            "before training and names the row, 'skip' leaves it out and logs how many and which.",
+            "choices": ["error", "skip"],
+        },
+    )
+
     def __post_init__(self):
         if self.judge_type not in JUDGE_TYPES:
             raise ValueError(f"judge_type={self.judge_type!r} is not one of {JUDGE_TYPES}.")
+        if self.on_bad_row not in ("error", "skip"):
+            raise ValueError(f"on_bad_row={self.on_bad_row!r} is not 'error' or 'skip'.")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be a positive number of pixels, got {self.max_image_pixels}.")
         if self.dataset_name is None:
             raise ValueError("dataset_name is required: a folder written by data_prep/*.py, a data file or a Hub id.")
 
@@ -131,6 +160,13 @@ def main(
     logger.info("Script parameters %s", script_args)
     logger.info("Training a %s thinking reward model with %s", script_args.judge_type, type(training_args).__name__)
 
+    # A missing local base model or dataset is a step not yet run: say which one before loading anything.
+    check_local_paths({"model_name_or_path": model_args.model_name_or_path, "dataset_name": script_args.dataset_name})
+    # The prompt the judge learns to answer, checked before anything loads; this project's when no template is set.
+    judge_prompt = load_judge_prompt(script_args.judge_prompt_template)
+    if script_args.judge_prompt_template:
+        logger.info("Judge prompt template: %s", script_args.judge_prompt_template)
+
     ################
     # Checkpoint
     ################
@@ -149,6 +185,15 @@ def main(
         script_args.dataset_train_split,
         script_args.dataset_test_split,
     )
+    # A corrupt or oversized image would otherwise kill the run when its row is drawn, possibly hours in.
+    image_check = {"max_pixels": script_args.max_image_pixels, "on_bad_row": script_args.on_bad_row}
+    train_dataset, _ = check_images(
+        train_dataset, script_args.dataset_train_split, dataset_name=script_args.dataset_name, **image_check
+    )
+    if test_dataset is not None:
+        test_dataset, _ = check_images(
+            test_dataset, script_args.dataset_test_split, dataset_name=script_args.dataset_name, **image_check
+        )
     if test_dataset is None:
         logger.warning(
             "No %r split in %s: no evaluation of the trained judge.",
@@ -171,16 +216,21 @@ def main(
             # The target: "<answer>x.x</answer>", the end-of-turn token and a newline.
             target = format_score(1.0) + (processor.tokenizer.eos_token or "") + "\n"
             extra = len(processor.tokenizer(target, add_special_tokens=False)["input_ids"])
-            train_dataset = drop_long_rows(train_dataset, processor, training_args.max_length, "train", extra)
+            train_dataset = drop_long_rows(
+                train_dataset, processor, training_args.max_length, "train", extra, judge_prompt=judge_prompt
+            )
             if eval_dataset is not None:
-                eval_dataset = drop_long_rows(eval_dataset, processor, training_args.max_length, "eval", extra)
+                eval_dataset = drop_long_rows(
+                    eval_dataset, processor, training_args.max_length, "eval", extra, judge_prompt=judge_prompt
+                )
         columns = train_dataset.column_names
+        sft_kwargs = {"fn_kwargs": {"judge_prompt": judge_prompt}, "remove_columns": columns}
         model = AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **init_kwargs)
         trainer = SFTTrainer(
             model=model,
             args=training_args,
-            train_dataset=train_dataset.map(format_judge_sft_example, remove_columns=columns),
-            eval_dataset=eval_dataset.map(format_judge_sft_example, remove_columns=columns) if eval_dataset else None,
+            train_dataset=train_dataset.map(format_judge_sft_example, **sft_kwargs),
+            eval_dataset=eval_dataset.map(format_judge_sft_example, **sft_kwargs) if eval_dataset else None,
             processing_class=processor,
             peft_config=peft_config,
         )
@@ -197,6 +247,7 @@ def main(
             eval_dataset=eval_dataset,
             processing_class=processor,
             peft_config=peft_config,
+            judge_prompt=judge_prompt,
         )
 
     ################
@@ -234,10 +285,13 @@ def main(
         if script_args.eval_judge_max_rows is not None:
             rows = rows.select(range(min(script_args.eval_judge_max_rows, len(rows))))
         device = str(trainer.accelerator.device)
-        if script_args.judge_type == "generative":
-            judge = TransformersJudge(training_args.output_dir, batch_size=script_args.judge_batch_size, device=device)
-        else:
-            judge = ScalarJudge(training_args.output_dir, batch_size=script_args.judge_batch_size, device=device)
+        judge_class = TransformersJudge if script_args.judge_type == "generative" else ScalarJudge
+        judge = judge_class(
+            training_args.output_dir,
+            batch_size=script_args.judge_batch_size,
+            device=device,
+            judge_prompt=judge_prompt,
+        )
         judge_metrics = {f"judge_eval_{k}": v for k, v in evaluate_judge(judge, rows).items()}
         trainer.log_metrics("judge_eval", judge_metrics)
         trainer.save_metrics("judge_eval", judge_metrics)

@@ -3,11 +3,12 @@
 
 A judge server (`vllm serve`, `transformers serve`) takes minutes to load its model; a run that starts before it is up
 would score its first batches with NaN. This script polls the server's model list until it answers, within a bounded
-time, then sends one judge request (a question, a response and a small image) and checks that the reply holds a
-score. It exits with a clear message and a non-zero code when:
+time, then runs the check `recipes/grpo.py` runs before training (`sophia_trl.judges.preflight.check_judge`: the
+server lists the model, and one judge request with a small image gets a score). It exits with a clear message and a
+non-zero code when:
 
 - 1: the server did not answer within `--timeout` seconds;
-- 2: the server refused the request (wrong API key, unknown model or URL);
+- 2: the server refused the request (wrong API key, unknown model or URL) or lists other models than `--model`;
 - 3: the server process (`--server_pid`) exited while we waited: read its log;
 - 4: the server answers but its reply holds no score (not a thinking judge, or a wrong prompt format).
 
@@ -24,14 +25,11 @@ import os
 import sys
 import time
 
-from PIL import Image
-
 from sophia_trl.judges import JudgeServerError, OpenAIJudge
+from sophia_trl.judges.preflight import PROBE_QUESTION, PROBE_RESPONSE, JudgeCheckError, check_judge
 
 logger = logging.getLogger(__name__)
 
-PROBE_QUESTION = "How many circles are in the image?"
-PROBE_RESPONSE = "<think>I look at the image and count the circles one by one: there are 2.</think><answer>2</answer>"
 EXIT_TIMEOUT, EXIT_REFUSED, EXIT_DIED, EXIT_NO_SCORE = 1, 2, 3, 4
 
 
@@ -113,18 +111,12 @@ def wait_for_judge_server(
         logger.info("The judge server at %s is up (models: %s).", base_url, models or "not listed")
         if not check_score:
             return None
+        # The same check as recipes/grpo.py runs before training: the model is served and a probe gets a score.
         try:
-            [score] = judge.score([PROBE_QUESTION], [PROBE_RESPONSE], [Image.new("RGB", (56, 56), "white")])
-        except JudgeServerError as err:
-            raise JudgeServerCheckError(str(err), EXIT_REFUSED) from err
-        if score is None:
-            raise JudgeServerCheckError(
-                f"The judge server at {base_url} answers, but its reply to a judge request holds no score (or the "
-                f"request failed). Check that {model!r} is a thinking judge (it must answer <answer>score</answer>) "
-                "and that the server accepts images (vLLM: --limit-mm-per-prompt).",
-                EXIT_NO_SCORE,
-            )
-        logger.info("The judge scored the probe response %.2f.", score)
+            score = check_judge(judge, question=PROBE_QUESTION, response=PROBE_RESPONSE)
+        except JudgeCheckError as err:
+            exit_code = EXIT_NO_SCORE if err.reason == "no_score" else EXIT_REFUSED
+            raise JudgeServerCheckError(str(err), exit_code) from err
         return score
     finally:
         judge.close()

@@ -26,6 +26,7 @@ from tqdm.auto import tqdm
 
 from sophia_trl.evaluation.answers import extract_answer
 from sophia_trl.evaluation.generation import DEFAULT_MAX_NEW_TOKENS, TransformersGenerator, r1_prompt
+from sophia_trl.model_utils import check_local_paths
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES
 
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
@@ -152,6 +153,12 @@ def main(argv: list[str] | None = None) -> Inference:
     if args.options and args.problem_type != "multiple choice":
         parser.error("--options needs --problem_type 'multiple choice'.")
 
+    try:  # a run's output folder that is not there yet: say so before transformers tries the Hub
+        check_local_paths({"model": args.model})
+    except FileNotFoundError as err:
+        parser.error(
+            f"{err} Train a policy first (recipes/grpo.py), or give a Hub id such as bunny127/SophiaVL-R1-7B."
+        )
     image = None
     if args.image:
         try:

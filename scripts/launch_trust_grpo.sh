@@ -27,7 +27,8 @@
 # Examples:
 #   # 9 GPUs: the paper's batch on GPUs 0-7 (ZeRO-3, vLLM colocated), the judge on GPU 8
 #   scripts/launch_trust_grpo.sh
-#   # one 8-GPU node: judge on GPU 7, trainer on GPUs 0-6 (14 prompts per step instead of 16)
+#   # one 8-GPU node: judge on GPU 7, trainer on GPUs 0-6 (14 prompts per step instead of 16); vLLM's tensor-parallel
+#   # size 2 does not divide 7 processes, so the script uses 1 (TRAIN_GPUS=0,1,2,3,4,5 keeps 2, 12 prompts per step)
 #   NUM_GPUS=8 scripts/launch_trust_grpo.sh
 #   # an ablation of the paper's Table 3, the judge already served on another machine
 #   OVERRIDES=recipes/Qwen2.5-VL-7B-Instruct/grpo/ablations/no_trust.yaml JUDGE_URL=http://judge-host:8001/v1 \
@@ -124,21 +125,58 @@ if ((NUM_GPUS > 0)); then
         free=$(drop "$GEN_GPUS")
     fi
     TRAIN_GPUS=${TRAIN_GPUS:-$free}
-    [[ -n $TRAIN_GPUS ]] || die "No GPU left for training (NUM_GPUS=$NUM_GPUS); set TRAIN_GPUS, JUDGE_GPUS, GEN_GPUS."
+    if [[ -z $TRAIN_GPUS ]]; then
+        servers="${JUDGE_GPUS:+the judge server on GPU $JUDGE_GPUS}${GEN_GPUS:+ and the generation server on GPU $GEN_GPUS}"
+        die "No GPU left for training (NUM_GPUS=$NUM_GPUS, $servers). Serve the judge elsewhere" \
+            "(JUDGE_URL=http://HOST:PORT/v1)${GEN_GPUS:+, use VLLM_MODE=colocate}, or on one GPU use" \
+            "recipes/Qwen2.5-VL-3B-Instruct/grpo/config_lora.yaml (judge in-process) as its header says; or set TRAIN_GPUS."
+    fi
     NUM_TRAIN=$(echo "$TRAIN_GPUS" | tr , '\n' | wc -l)
     echo "GPU split: trainer ${TRAIN_GPUS} ($NUM_TRAIN processes)${JUDGE_GPUS:+, judge $JUDGE_GPUS}${GEN_GPUS:+, generation $GEN_GPUS}" >&2
 else
     NUM_TRAIN=1
     echo "No GPU: one training process on the CPU." >&2
 fi
+
+# Colocated vLLM splits the training processes into tensor-parallel groups: TRL refuses a size that does not divide
+# them. The recipe's size is kept when it divides; otherwise the largest size below it that does (1 always does).
+TRAIN_ARGS=()
+TP=$(setting vllm_tensor_parallel_size 1)
+if [[ $USE_VLLM == True || $USE_VLLM == true ]] && [[ $VLLM_MODE == colocate ]] && ((NUM_GPUS > 0)); then
+    if ((NUM_TRAIN % TP != 0)); then
+        if [[ " ${EXTRA_ARGS[*]} " == *" --vllm_tensor_parallel_size"* ]]; then
+            die "vllm_tensor_parallel_size=$TP does not divide the $NUM_TRAIN training processes, which TRL refuses" \
+                "in colocate mode: pass a divisor of $NUM_TRAIN, or change TRAIN_GPUS."
+        fi
+        tp=$TP
+        while ((NUM_TRAIN % tp != 0)); do tp=$((tp - 1)); done
+        echo "vLLM (colocate): vllm_tensor_parallel_size=$TP does not divide $NUM_TRAIN training processes;" \
+            "using $tp (set TRAIN_GPUS to a multiple of $TP GPUs to keep $TP)." >&2
+        TP=$tp
+        TRAIN_ARGS+=(--vllm_tensor_parallel_size "$TP")
+    fi
+    echo "vLLM (colocate): $((NUM_TRAIN / TP)) engines of tensor-parallel size $TP on the training GPUs." >&2
+fi
+
 PER_DEVICE=$(setting per_device_train_batch_size 8)
 GRAD_ACC=$(setting gradient_accumulation_steps 1)
 NUM_GEN=$(setting num_generations 8)
+STEPS_PER_GEN=$(setting steps_per_generation "$GRAD_ACC")
 COMPLETIONS=$((PER_DEVICE * NUM_TRAIN * GRAD_ACC))
 echo "Batch: $PER_DEVICE x $NUM_TRAIN processes x $GRAD_ACC accumulation = $COMPLETIONS completions per step" \
     "= $((COMPLETIONS / NUM_GEN)) prompts x $NUM_GEN generations." >&2
-((COMPLETIONS % NUM_GEN == 0)) ||
-    die "$COMPLETIONS completions per step is not a multiple of num_generations=$NUM_GEN: change TRAIN_GPUS or pass -- --gradient_accumulation_steps N."
+# TRL generates per_device x processes x steps_per_generation completions at once (gradient_accumulation_steps unless
+# set): whole groups of num_generations, or it stops at start-up.
+GENERATION_BATCH=$((PER_DEVICE * NUM_TRAIN * STEPS_PER_GEN))
+if ((GENERATION_BATCH % NUM_GEN != 0)); then
+    n=$STEPS_PER_GEN
+    while (((PER_DEVICE * NUM_TRAIN * n) % NUM_GEN != 0)); do n=$((n + 1)); done
+    key=$([[ $STEPS_PER_GEN == "$GRAD_ACC" ]] && echo gradient_accumulation_steps || echo steps_per_generation)
+    die "$GENERATION_BATCH completions per generation ($PER_DEVICE x $NUM_TRAIN processes x $STEPS_PER_GEN) is not a" \
+        "multiple of num_generations=$NUM_GEN: pass -- --$key $n, or change per_device_train_batch_size or TRAIN_GPUS."
+fi
+((GENERATION_BATCH == COMPLETIONS)) ||
+    echo "Generation: $GENERATION_BATCH completions at once (steps_per_generation=$STEPS_PER_GEN)." >&2
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Servers
@@ -162,7 +200,6 @@ with_gpus() {  # with_gpus LIST CMD...: run CMD on the GPUs of LIST (no restrict
     fi
 }
 
-TRAIN_ARGS=()
 if [[ $JUDGE_BACKEND == openai ]]; then
     if ((START_JUDGE)); then
         JUDGE_URL=http://127.0.0.1:$JUDGE_PORT/v1

@@ -55,6 +55,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("override", help="The YAML with the keys to change.")
     parser.add_argument("-o", "--output", help="Where to write the merged YAML (stdout when unset).")
     args = parser.parse_args(argv)
+    for name in ("base", "override"):
+        if not Path(getattr(args, name)).is_file():
+            parser.error(f"the {name} YAML {getattr(args, name)} does not exist (relative to {Path.cwd()}).")
     merged = merge_configs(load_yaml_mapping(args.base), load_yaml_mapping(args.override))
     header = f"# Merged by scripts/merge_configs.py: {args.base} + {args.override}\n"
     text = header + yaml.safe_dump(merged, sort_keys=False)

@@ -38,6 +38,15 @@ target=$2
 shift 2
 host=${HOST:-127.0.0.1}
 
+# A local judge folder that is not there yet (a Hub id has one "/" and is left to the server).
+if [[ $backend != wait && ! -e $target ]] && [[ $target == ./* || $target == /* || $target == outputs/* || $target == */*/* ]]; then
+    echo "error: MODEL=$target does not exist. Train a judge first (recipes/thinking_reward.py --config" \
+        "recipes/Qwen2.5-VL-3B-Instruct/thinking_reward/config_generative.yaml writes" \
+        "outputs/Qwen2.5-VL-3B-Instruct-Thinking-Reward; on the CPU, make demo writes outputs/demo/judge), or give a" \
+        "Hub id such as bunny127/SophiaVL-R1-Thinking-Reward-Model-3B." >&2
+    exit 1
+fi
+
 case "$backend" in
     vllm)
         port=${1:-8001}

@@ -1,0 +1,55 @@
+"""sophia-trl: Trust-GRPO with thinking rewards for multimodal reasoning models (SophiaVL-R1), built on TRL.
+
+The trainers, their configs and the reward functions import from the top level, as TRL's do:
+
+```python
+from sophia_trl import TrustGRPOConfig, TrustGRPOTrainer, outcome_reward
+```
+
+They are imported on first use, so that light modules (`python -m sophia_trl.hub`, `sophia_trl.tiny`) do not load
+TRL and torch's training stack.
+"""
+
+from importlib import import_module
+from typing import TYPE_CHECKING, Any
+
+# Public name -> the module that defines it.
+_EXPORTS = {
+    "TrustGRPOConfig": "configs",
+    "TrustGRPOScriptArguments": "configs",
+    "TrustGRPOTrainer": "grpo_trainer",
+    "ThinkingRewardConfig": "reward_trainer",
+    "ThinkingRewardTrainer": "reward_trainer",
+    "outcome_reward": "rewards",
+    "format_reward": "rewards",
+    "score_answer": "rewards",
+}
+
+__all__ = [
+    "ThinkingRewardConfig",
+    "ThinkingRewardTrainer",
+    "TrustGRPOConfig",
+    "TrustGRPOScriptArguments",
+    "TrustGRPOTrainer",
+    "format_reward",
+    "outcome_reward",
+    "score_answer",
+]
+
+if TYPE_CHECKING:
+    from .configs import TrustGRPOConfig, TrustGRPOScriptArguments
+    from .grpo_trainer import TrustGRPOTrainer
+    from .reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer
+    from .rewards import format_reward, outcome_reward, score_answer
+
+
+def __getattr__(name: str) -> Any:
+    if name in _EXPORTS:
+        value = getattr(import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later look-ups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_EXPORTS])

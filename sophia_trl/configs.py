@@ -6,10 +6,12 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ScriptArguments
 
-from .trust import ANNEALING_SCHEDULES
+from .trust import ANNEALING_SCHEDULES, TRUST_RULES
 
 THINKING_REWARD_PRESETS = ("paper", "official")
 JUDGE_BACKENDS = ("transformers", "scalar", "openai", "vllm", "none")
+LOCAL_JUDGE_BACKENDS = ("transformers", "scalar")
+OCR_MODES = ("exp", "neg")  # the modes of `sophia_trl.rewards.outcome_reward`
 
 
 @dataclass
@@ -46,6 +48,16 @@ class TrustGRPOConfig(GRPOConfig):
             Scale the thinking reward of each group by its trust weight gamma.
         correct_threshold (`float`, *optional*, defaults to `0.5`):
             A completion counts as correct when its outcome reward is >= this value.
+
+        > Parameters that control the thinking judge's failure budget
+
+        judge_max_failed_fraction (`float`, *optional*, defaults to `0.5`):
+            Largest fraction of failed thinking judge calls over the last `judge_failure_window` steps. Above it the
+            judge is taken to be down: the run saves a checkpoint and stops with `JudgeOutageError` rather than go on
+            without its thinking reward. `1.0` never stops.
+        judge_failure_window (`int`, *optional*, defaults to `10`):
+            Number of training steps over which the failed fraction is taken; the budget is checked once that many
+            steps have been scored, so a short outage within it recovers by itself.
     """
 
     # Parameters that control the thinking reward
@@ -80,6 +92,35 @@ class TrustGRPOConfig(GRPOConfig):
     correct_threshold: float = field(
         default=0.5, metadata={"help": "A completion is correct when its outcome reward is >= this value."}
     )
+    trust_rule: str = field(
+        default="paper",
+        metadata={
+            "help": "'paper': gamma per group (eq. 4). 'reliability': one weight w = clip(2 AUC - 1, 0, 1) for every "
+            "group, AUC the judge's running right-above-wrong ranking accuracy in mixed groups. "
+            "'reliability_separate': w, with outcome and thinking rewards normalised separately (needs "
+            "scale_rewards='none').",
+            "choices": list(TRUST_RULES),
+        },
+    )
+    reliability_prior: float = field(
+        default=0.5, metadata={"help": "AUC assumed before the first mixed group (0.5: weight 0 until shown)."}
+    )
+    reliability_decay: float = field(
+        default=0.9, metadata={"help": "Per-step decay of the running AUC estimate (0.9: about the last 10 steps)."}
+    )
+
+    # Parameters that control the thinking judge's failure budget
+    judge_max_failed_fraction: float = field(
+        default=0.5,  # a judge failing most of its calls is down: the thinking reward would be mostly missing
+        metadata={
+            "help": "Largest fraction of failed judge calls over the last judge_failure_window steps; above it the "
+            "run saves a checkpoint and stops (JudgeOutageError). 1.0 never stops."
+        },
+    )
+    judge_failure_window: int = field(
+        default=10,  # ~1 % of the paper's 1,500 steps: a server restart fits in it, a dead server does not
+        metadata={"help": "Training steps over which the failed fraction of judge calls is taken."},
+    )
 
     def __post_init__(self):
         super().__post_init__()
@@ -98,6 +139,24 @@ class TrustGRPOConfig(GRPOConfig):
             raise ValueError(
                 f"thinking_reward_preset={self.thinking_reward_preset!r} is not one of {THINKING_REWARD_PRESETS}."
             )
+        if not 0.0 <= self.judge_max_failed_fraction <= 1.0:
+            raise ValueError(
+                f"judge_max_failed_fraction must be a fraction in [0, 1], got {self.judge_max_failed_fraction}; use "
+                "1.0 to never stop on judge failures."
+            )
+        if self.judge_failure_window < 1:
+            raise ValueError(f"judge_failure_window must be a number of steps >= 1, got {self.judge_failure_window}.")
+        if self.trust_rule not in TRUST_RULES:
+            raise ValueError(f"trust_rule={self.trust_rule!r} is not one of {TRUST_RULES}.")
+        if self.trust_rule == "reliability_separate" and self.scale_rewards != "none":
+            raise ValueError(
+                "trust_rule='reliability_separate' normalises the outcome and thinking rewards per group itself, so "
+                f"GRPO must not rescale their sum: set scale_rewards='none' (got {self.scale_rewards!r})."
+            )
+        if not 0.0 <= self.reliability_prior <= 1.0:
+            raise ValueError(f"reliability_prior is an AUC in [0, 1], got {self.reliability_prior}.")
+        if not 0.0 <= self.reliability_decay < 1.0:
+            raise ValueError(f"reliability_decay must be in [0, 1), got {self.reliability_decay}.")
         if self.multi_objective_aggregation != "sum_then_normalize":
             raise ValueError(
                 "Trust-GRPO adds the weighted thinking reward to the outcome reward before the group normalisation, "
@@ -120,6 +179,16 @@ class TrustGRPOScriptArguments(ScriptArguments):
             "'outcome', then any of 'format'."
         },
     )
+    ocr_mode: str = field(
+        default="exp",
+        metadata={
+            "help": "Outcome reward of OCR rows: 'exp' for exp(-WER) in [0, 1], 'neg' for the paper's -WER.",
+            "choices": list(OCR_MODES),
+        },
+    )
+    numerical_timeout: float = field(
+        default=1.0, metadata={"help": "Seconds allowed to verify one numerical answer (math-verify)."}
+    )
 
     # Parameters that control the thinking judge
     judge_backend: str = field(
@@ -141,6 +210,42 @@ class TrustGRPOScriptArguments(ScriptArguments):
     judge_max_concurrency: int = field(default=32, metadata={"help": "Requests in flight to the judge server."})
     judge_timeout: float = field(default=60.0, metadata={"help": "Seconds before one judge request times out."})
     judge_max_retries: int = field(default=3, metadata={"help": "Retries of a failed judge request."})
+    judge_load_in_4bit: bool = field(
+        default=False,
+        metadata={
+            "help": "Load a local judge ('transformers', 'scalar') in 4-bit NF4 with bitsandbytes, so it fits beside "
+            "the policy on one GPU (about a quarter of its bf16 memory)."
+        },
+    )
+    judge_load_in_8bit: bool = field(
+        default=False,
+        metadata={"help": "Load a local judge ('transformers', 'scalar') in 8-bit with bitsandbytes."},
+    )
+    judge_prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}), "
+            "for a judge trained with another prompt (e.g. a released thinking reward model); this project's prompt "
+            "when unset. See docs/thinking_reward_model.md."
+        },
+    )
+    judge_readout: str | None = field(
+        default=None,
+        metadata={
+            "help": "How a generative judge's score is read: 'expected' (the probability-weighted mean of the score "
+            "tokens after '<answer>', one forward pass) or 'greedy' (the written score). None: the backend's default, "
+            "'expected' for 'transformers' and 'greedy' for 'openai' (vLLM's server supports 'expected'; transformers "
+            "serve does not). See docs/thinking_reward_model.md.",
+            "choices": ["expected", "greedy"],
+        },
+    )
+    judge_overlap: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Send the judge requests as soon as generation returns, so they run during the log-prob passes. "
+            "None: on for the 'openai' server backend, off for in-process judges (they share the device)."
+        },
+    )
 
     # Parameters that control the images
     min_pixels: int | None = field(
@@ -148,6 +253,24 @@ class TrustGRPOScriptArguments(ScriptArguments):
     )
     max_pixels: int | None = field(
         default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
+    )
+
+    # Parameters that control the dataset's bad rows
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset image larger than this (width x height) is a bad row, checked before training; no "
+            "limit besides PIL's decompression-bomb guard when unset. The processor resizes images to max_pixels: this "
+            "limit catches files too large to decode at all."
+        },
+    )
+    on_bad_row: str = field(
+        default="error",
+        metadata={
+            "help": "A dataset row whose image cannot be opened, is missing or is over max_image_pixels: 'error' stops "
+            "before training and names the row, 'skip' leaves it out and logs how many and which.",
+            "choices": ["error", "skip"],
+        },
     )
 
     def __post_init__(self):
@@ -162,3 +285,19 @@ class TrustGRPOScriptArguments(ScriptArguments):
             )
         if self.judge_backend == "openai" and not self.judge_base_url:
             raise ValueError("judge_backend='openai' needs judge_base_url, e.g. http://localhost:8001/v1.")
+        if self.ocr_mode not in OCR_MODES:
+            raise ValueError(f"ocr_mode={self.ocr_mode!r} is not one of {OCR_MODES}.")
+        if self.on_bad_row not in ("error", "skip"):
+            raise ValueError(f"on_bad_row={self.on_bad_row!r} is not 'error' or 'skip'.")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be a positive number of pixels, got {self.max_image_pixels}.")
+        if self.numerical_timeout <= 0:
+            raise ValueError(f"numerical_timeout must be a positive number of seconds, got {self.numerical_timeout}.")
+        if self.judge_load_in_4bit and self.judge_load_in_8bit:
+            raise ValueError("Set at most one of judge_load_in_4bit and judge_load_in_8bit.")
+        if (self.judge_load_in_4bit or self.judge_load_in_8bit) and self.judge_backend not in LOCAL_JUDGE_BACKENDS:
+            raise ValueError(
+                f"judge_load_in_4bit/judge_load_in_8bit quantise a judge loaded in this process (judge_backend "
+                f"{LOCAL_JUDGE_BACKENDS}), not judge_backend={self.judge_backend!r}: quantise a served judge in its "
+                "server (e.g. vllm serve --quantization bitsandbytes)."
+            )

@@ -2,18 +2,35 @@
 
 from __future__ import annotations
 
+import copy
 import logging
+from concurrent.futures import Future
 from typing import Protocol
 
 import torch
 from accelerate.utils import gather
+from torch import nn
 from trl import GRPOTrainer
+from trl.trainer.utils import get_config_model_id, is_async_callable
 
 from .configs import TrustGRPOConfig
 from .hub import SOPHIAVL_R1_PAPER, TrustGRPOModelCard
 from .judges import judge_inputs
-from .trl_compat import MultimodalBatchFixes, VLMCompletionsTableLogging
-from .trust import annealed_alpha, official_preset_masks, thinking_bonus, trust_weights
+from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label
+from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging
+from .trust import (
+    OFFICIAL_MIN_OUTCOME,
+    annealed_alpha,
+    group_normalize,
+    normalize_columns_jointly,
+    official_preset_masks,
+    ranking_pairs,
+    reliability_auc,
+    reliability_weight,
+    thinking_bonus,
+    trust_weights,
+    update_reliability,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -31,7 +48,9 @@ def thinking_reward(completions: list, **kwargs) -> list[float | None]:
     return [None] * len(completions)
 
 
-class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsTableLogging, GRPOTrainer):
+class TrustGRPOTrainer(
+    TrustGRPOModelCard, MultimodalBatchFixes, CompletionsReadyHook, VLMCompletionsTableLogging, GRPOTrainer
+):
     """
     Trainer for Trust-GRPO.
 
@@ -51,15 +70,34 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
     weight 1. Everything else (generation, GRPO's group normalisation of the summed reward into advantages, the loss,
     checkpointing) is inherited unchanged.
 
+    `args.trust_rule` chooses the weight: `"paper"` is gamma above (1 in groups whose answers are all right or all
+    wrong). `"reliability"` gives every group one weight w = clip(2 * AUC - 1, 0, 1), AUC a running estimate of how
+    often the judge scores right responses above wrong ones to the same prompt. `"reliability_separate"` uses w and
+    fills the columns already normalised per group, the outcome columns jointly and the thinking column on its own,
+    so that the advantage is norm(R_o) + w * alpha_t * norm(R_t); with `scale_rewards="none"` TRL then only subtracts
+    their group mean, which is 0. TRL's `rewards/<name>/mean` logs show these rescaled columns; the raw means are
+    `trust/outcome_reward_mean` and `trust/thinking_reward_mean`.
+
     Datasets may mix image and text-only rows (`image` None, or an empty `images` list).
 
     A failed judge call gives a NaN thinking reward: it is left out of gamma's means and adds nothing to the reward.
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
     every process computes the same weights even when a prompt's group is split across processes.
 
+    With a judge that has `score_async` (the server backend, [`~sophia_trl.judges.OpenAIJudge`]), each process sends
+    its completions to the judge the moment generation returns (`_on_completions`) and collects the scores in
+    `_calculate_rewards`, so the requests are in flight while TRL computes the log-probs and the rule-based rewards.
+    The rewards, trust weights and metrics are those of the synchronous path. With `thinking_reward_preset="official"`
+    the rows to send are decided from the outcome reward of the process's own rows, computed once more right after
+    generation (without logging): a row with outcome < 0.2 is never sent, and a group whose outcomes are all >= 0.9
+    or all <= 0.1 is skipped when it lies on one process (per-device batch a multiple of `num_generations`); the
+    rows of a group split across processes are sent and their scores dropped if the gathered group turns out
+    uniform. `_calculate_rewards` keeps the final say and scores any row it needs that was not sent.
+
     The other bases are not part of the method. [`~sophia_trl.hub.TrustGRPOModelCard`] makes saves and `push_to_hub`
     write a model card with the run's Trust-GRPO settings and judge. The mixins of `sophia_trl.trl_compat` work around
-    TRL 1.16 limits and go when TRL lifts them: `MultimodalBatchFixes` (mixed and text-only batches) and
+    TRL 1.16 limits and go when TRL lifts them: `MultimodalBatchFixes` (mixed and text-only batches),
+    `CompletionsReadyHook` (a call right after generation, `_on_completions`, where the judge requests start) and
     `VLMCompletionsTableLogging` (a completions table that wandb and trackio accept for VLM prompts).
 
     Written against TRL 1.16.0's `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`,
@@ -72,10 +110,16 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
         thinking_judge (`ThinkingScorer` or `None`, *optional*, defaults to `None`):
             An object with `score(questions, responses, images) -> list[float | None]`, e.g. a backend from
             `sophia_trl.judges`. `None` trains plain GRPO on the reward functions.
+        overlap_judge (`bool` or `None`, *optional*, defaults to `None`):
+            Whether to send the judge requests as soon as generation returns (see above). `None` does so when the
+            judge has `score_async` (server backends) and scores in `_calculate_rewards` otherwise (local judges,
+            which would compete with the log-prob passes for the same device); `False` always scores there.
 
     Logged metrics (besides GRPO's): `trust/gamma_mean`, `trust/untrusted_frac` (groups with gamma < 1),
     `trust/mixed_group_frac` (groups with correct and wrong completions), `trust/alpha` (annealed alpha),
-    `trust/outcome_reward_mean`, `trust/thinking_reward_mean` (raw judge scores), `trust/judge_calls`,
+    `trust/outcome_reward_mean`, `trust/thinking_reward_mean` (raw judge scores), with a reliability rule
+    `trust/reliability_auc` (the running estimate), `trust/reliability_weight` (w) and `trust/batch_auc`,
+    `trust/judge_calls`,
     `trust/judge_skipped`, `trust/judge_failed`.
     """
 
@@ -84,9 +128,23 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
     _paper = SOPHIAVL_R1_PAPER
     _card_hidden_rewards = (THINKING_REWARD_NAME,)  # the card describes the thinking reward on its own line
 
-    def __init__(self, model, reward_funcs, args: TrustGRPOConfig | None = None, thinking_judge=None, **kwargs):
-        if args is not None and not isinstance(args, TrustGRPOConfig):
+    def __init__(
+        self,
+        model,
+        reward_funcs,
+        args: TrustGRPOConfig | None = None,
+        thinking_judge=None,
+        overlap_judge: bool | None = None,
+        **kwargs,
+    ):
+        if args is None:  # as TRL's trainers: a default config named after the model
+            model_name = model if isinstance(model, str) else get_config_model_id(model.config)
+            args = TrustGRPOConfig(f"{model_name.split('/')[-1]}-TrustGRPO")
+        elif not isinstance(args, TrustGRPOConfig):
             raise TypeError(f"TrustGRPOTrainer needs a TrustGRPOConfig, got {type(args).__name__}.")
+        else:
+            # The caller's config stays as given (it may build a second trainer): the trainer changes a copy.
+            args = copy.deepcopy(args)
         reward_funcs = list(reward_funcs) if isinstance(reward_funcs, list | tuple) else [reward_funcs]
         if not reward_funcs:
             raise ValueError("TrustGRPOTrainer needs at least the outcome reward function.")
@@ -95,31 +153,141 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
             if not callable(getattr(thinking_judge, "score", None)):
                 raise TypeError("thinking_judge must have a `score(questions, responses, images)` method.")
             reward_funcs.append(thinking_reward)
-            if args is not None and args.reward_weights is not None:
+            if overlap_judge and not callable(getattr(thinking_judge, "score_async", None)):
+                raise ValueError(
+                    f"overlap_judge=True needs a judge with `score_async` (e.g. OpenAIJudge); "
+                    f"{type(thinking_judge).__name__} has none. Leave overlap_judge=None to score synchronously."
+                )
+            if args.reward_weights is not None:
                 if len(args.reward_weights) != len(reward_funcs) - 1:
                     raise ValueError(
                         f"reward_weights has {len(args.reward_weights)} values for {len(reward_funcs) - 1} reward "
                         "functions; give one weight per reward function (the thinking reward is weighted by alpha)."
                     )
                 args.reward_weights = [*args.reward_weights, 1.0]
+        self.overlap_judge = overlap_judge
+        self._pending_judgement: tuple[list, list[int], Future] | None = None  # (completions, rows, scores)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        # Running evidence of the judge's right-above-wrong ranking (trust_rule="reliability*"): (discounted pair
+        # score sum, discounted pair count); it starts again from the prior when training resumes from a checkpoint.
+        self._reliability = (0.0, 0.0)
+        self.judge_failure_budget = None
+        if thinking_judge is not None:
+            self.judge_failure_budget = JudgeFailureBudget(
+                judge_label(thinking_judge),
+                args.judge_max_failed_fraction,
+                args.judge_failure_window,
+                log_warnings=self.accelerator.is_main_process,
+            )
+
+    def _group_trust_weights(
+        self, outcome: torch.Tensor, thinking: torch.Tensor, num_generations: int, mode: str
+    ) -> torch.Tensor:
+        """Weight of each group's thinking reward under `args.trust_rule`, shape (num_groups,); logs the AUC estimate.
+
+        The reliability rules update their running AUC estimate from the gathered rewards of training batches only, so
+        it is the same on every process; evaluation batches use it without moving it.
+        """
+        args: TrustGRPOConfig = self.args
+        num_groups = outcome.numel() // num_generations
+        if args.trust_rule == "paper":
+            if args.trust_weighting:
+                return trust_weights(outcome, thinking, num_generations, args.correct_threshold)
+            return torch.ones(num_groups, device=outcome.device)
+        score_sum, num_pairs = ranking_pairs(outcome, thinking, num_generations, args.correct_threshold)
+        if mode == "train":
+            self._reliability = update_reliability(self._reliability, score_sum, num_pairs, args.reliability_decay)
+        auc = reliability_auc(self._reliability, args.reliability_prior)
+        weight = reliability_weight(auc) if args.trust_weighting else 1.0
+        metrics = self._metrics[mode]
+        metrics["trust/reliability_auc"].append(auc)
+        metrics["trust/reliability_weight"].append(weight)
+        if num_pairs:
+            metrics["trust/batch_auc"].append(score_sum / num_pairs)
+        return torch.full((num_groups,), weight, device=outcome.device)
+
+    def _judge_alpha(self) -> float:
+        """The annealed alpha of the current step."""
+        args: TrustGRPOConfig = self.args
+        horizon = args.thinking_reward_T or max(self.state.max_steps, 1)
+        return annealed_alpha(
+            self.state.global_step, args.thinking_reward_alpha, horizon, args.thinking_reward_annealing
+        )
+
+    def _on_completions(self, inputs, prompts, completions, completion_ids_list) -> None:
+        # Sends this process's rows to the judge now; `_calculate_rewards` collects the scores after TRL's log-prob
+        # passes and rule-based rewards, which then run while the requests are in flight.
+        self._pending_judgement = None
+        judge = self.thinking_judge
+        if judge is None or self.overlap_judge is False or not callable(getattr(judge, "score_async", None)):
+            return
+        if self._judge_alpha() == 0.0:
+            return  # `_calculate_rewards` asks the judge nothing
+        if self.args.thinking_reward_preset == "official":
+            rows = self._official_rows_to_send(inputs, prompts, completions, completion_ids_list)
+        else:
+            rows = list(range(len(prompts)))
+        if not rows:
+            return
+        questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows))
+        future = judge.score_async(list(questions), list(responses), list(images))
+        self._pending_judgement = (completions, rows, future)
+
+    def _official_rows_to_send(self, inputs, prompts, completions, completion_ids_list) -> list[int]:
+        """The local rows the official preset will ask about, from the outcome reward of this process's rows."""
+        outcome_func = self.reward_funcs[0]
+        if isinstance(outcome_func, nn.Module) or is_async_callable(outcome_func):
+            return []  # not cheap to run twice: `_calculate_rewards` scores synchronously
+        # TRL's keyword arguments for reward functions, without the logging hooks: this extra call must log nothing.
+        kwargs = {k: [x[k] for x in inputs] for k in inputs[0] if k not in ("prompt", "completion", "completion_ids")}
+        kwargs.update(trainer_state=self.state, log_extra=lambda *a: None, log_metric=lambda *a: None)
+        if self.environments is not None:
+            kwargs["environments"] = self.environments
+        values = outcome_func(prompts=prompts, completions=completions, completion_ids=completion_ids_list, **kwargs)
+        outcome = torch.tensor([torch.nan if v is None else float(v) for v in values])  # (B_local,)
+        num_generations = self.num_generations if self.model.training else self.num_generations_eval
+        if len(prompts) % num_generations == 0:  # whole groups on this process: the preset's own masks
+            ask, _ = official_preset_masks(outcome, num_generations)
+        else:  # a group may continue on another process: only the row-level skip is known here
+            ask = outcome >= OFFICIAL_MIN_OUTCOME
+        return ask.nonzero(as_tuple=True)[0].tolist()
+
+    def _collect_judge_scores(self, rows: list[int], inputs, prompts, completions) -> list[float | None]:
+        """The judge's scores of the local `rows`: from the requests sent after generation, the rest asked now."""
+        pending, self._pending_judgement = self._pending_judgement, None
+        scores: dict[int, float | None] = {}
+        if pending is not None and pending[0] is completions:  # sent for this very batch
+            sent_rows, future = pending[1], pending[2]
+            sent_scores = future.result()
+            if len(sent_scores) != len(sent_rows):
+                raise ValueError(
+                    f"The thinking judge returned {len(sent_scores)} scores for {len(sent_rows)} completions."
+                )
+            scores = dict(zip(sent_rows, sent_scores))
+        missing = [i for i in rows if i not in scores]
+        if missing:
+            questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in missing))
+            missing_scores = self.thinking_judge.score(list(questions), list(responses), list(images))
+            if len(missing_scores) != len(missing):
+                raise ValueError(
+                    f"The thinking judge returned {len(missing_scores)} scores for {len(missing)} completions."
+                )
+            scores.update(zip(missing, missing_scores))
+        return [scores[i] for i in rows]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Shapes: B = completions of all processes (TRL gathers the rewards), B_local = this process's completions
         # (len(prompts)), F = reward functions, num_groups = B / num_generations.
         rewards_per_func = super()._calculate_rewards(inputs, prompts, completions, completion_ids_list)  # (B, F)
         mode = "train" if self.model.training else "eval"
-        outcome = rewards_per_func[:, 0]  # (B,) gathered over processes
+        outcome = rewards_per_func[:, 0].clone()  # (B,) gathered over processes; a copy, the columns may be rescaled
         self._metrics[mode]["trust/outcome_reward_mean"].append(torch.nanmean(outcome).item())
         if self.thinking_judge is None:
             return rewards_per_func
 
         args: TrustGRPOConfig = self.args
         num_generations = self.num_generations if mode == "train" else self.num_generations_eval
-        horizon = args.thinking_reward_T or max(self.state.max_steps, 1)
-        alpha = annealed_alpha(
-            self.state.global_step, args.thinking_reward_alpha, horizon, args.thinking_reward_annealing
-        )
+        alpha = self._judge_alpha()
 
         if args.thinking_reward_preset == "official":
             ask_judge, active = official_preset_masks(outcome, num_generations)  # (B,), (num_groups,)
@@ -140,10 +308,7 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
             local_thinking[local_active_rows & ~local_ask] = 0.0
         rows = local_ask.nonzero(as_tuple=True)[0].tolist()
         if rows:
-            questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows))
-            scores = self.thinking_judge.score(list(questions), list(responses), list(images))
-            if len(scores) != len(rows):
-                raise ValueError(f"The thinking judge returned {len(scores)} scores for {len(rows)} completions.")
+            scores = self._collect_judge_scores(rows, inputs, prompts, completions)
             local_thinking[rows] = torch.tensor(
                 [torch.nan if s is None else float(s) for s in scores], device=outcome.device
             )
@@ -151,12 +316,19 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
         thinking = gather(local_thinking)  # (B,) identical on every process
         # (3,): judge calls, rows not sent to the judge, failed calls, summed over processes
         counts = gather(torch.stack([local_ask.sum(), (~local_ask).sum(), local_failed]).view(1, 3)).sum(dim=0)
+        if mode == "train":
+            self._check_judge_failures(int(counts[0].item()), int(counts[2].item()))
 
-        if args.trust_weighting:
-            gamma = trust_weights(outcome, thinking, num_generations, args.correct_threshold)  # (num_groups,)
-        else:
-            gamma = torch.ones(outcome.numel() // num_generations, device=outcome.device)  # (num_groups,)
-        rewards_per_func[:, -1] = thinking_bonus(thinking, gamma, alpha, num_generations, active)  # (B,)
+        gamma = self._group_trust_weights(outcome, thinking, num_generations, mode)  # (num_groups,)
+        thinking_term = thinking  # (B,)
+        if args.trust_rule == "reliability_separate":
+            # norm(R_o) + w * alpha_t * norm(R_t): the columns arrive normalised per group, and with
+            # scale_rewards="none" (checked by the config) TRL only subtracts their group mean, which is already 0.
+            rewards_per_func[:, :-1] = normalize_columns_jointly(
+                rewards_per_func[:, :-1], self.reward_weights[:-1], num_generations
+            )
+            thinking_term = group_normalize(thinking, num_generations)
+        rewards_per_func[:, -1] = thinking_bonus(thinking_term, gamma, alpha, num_generations, active)  # (B,)
 
         grouped = (outcome.view(-1, num_generations) >= args.correct_threshold).float().mean(dim=1)  # (num_groups,)
         mixed = (grouped > 0) & (grouped < 1)  # (num_groups,)
@@ -173,3 +345,13 @@ class TrustGRPOTrainer(TrustGRPOModelCard, MultimodalBatchFixes, VLMCompletionsT
         self._log_completion_extra("thinking_reward_raw", thinking[local].tolist())
         self._log_completion_extra("trust_gamma", gamma.repeat_interleave(num_generations)[local].tolist())
         return rewards_per_func
+
+    def _check_judge_failures(self, calls: int, failed: int) -> None:
+        """Counts the step's failed judge calls; over the budget, saves a checkpoint of the last finished step and
+        raises `JudgeOutageError` (the counts are summed over processes: every process stops at the same step)."""
+        try:
+            self.judge_failure_budget.update(self.state.global_step + 1, calls, failed)
+        except JudgeOutageError:
+            # The step being scored is not trained: the checkpoint holds the last finished one, to resume from.
+            self._save_checkpoint(self.model_wrapped, trial=None)
+            raise

@@ -28,7 +28,7 @@ from transformers import AutoProcessor, PreTrainedModel, ProcessorMixin
 from trl import RewardConfig, RewardTrainer
 from trl.data_utils import get_dataset_column_names
 
-from .judges import build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
+from .judges import JudgePrompt, build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
 from .judges.scalar_model import load_scalar_reward_model
 
 logger = logging.getLogger(__name__)
@@ -64,18 +64,21 @@ class DataCollatorForThinkingReward:
     Args:
         processor ([`~transformers.ProcessorMixin`]):
             The judge's processor.
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The judge prompt template; this project's when `None`.
 
     Returns a batch with the processor's tensors plus `target_scores` (float, `(B,)`) and `group_ids` (int64,
     `(B,)`: rows with equal ids answer the same question about the same image).
     """
 
     processor: Any
+    judge_prompt: JudgePrompt | None = None
 
     def __call__(self, examples: list[dict[str, Any]]) -> dict[str, torch.Tensor]:
         for example in examples:  # streamed datasets reach the trainer unchecked
             check_judge_row(example["question"], example["response"], example["score"])
         questions, responses, images = (list(column) for column in zip(*(judge_inputs(ex) for ex in examples)))
-        batch = dict(build_judge_inputs(self.processor, questions, responses, images))
+        batch = dict(build_judge_inputs(self.processor, questions, responses, images, self.judge_prompt))
         batch["target_scores"] = torch.tensor([float(ex["score"]) for ex in examples], dtype=torch.float32)
         batch["group_ids"] = torch.tensor(
             [question_group_id(q, img) for q, img in zip(questions, images)], dtype=torch.int64
@@ -90,6 +93,7 @@ def drop_long_rows(
     dataset_name: str = "train",
     extra_tokens: int = 0,
     num_proc: int | None = None,
+    judge_prompt: JudgePrompt | None = None,
 ) -> Dataset:
     """
     Drops judge-data rows whose rendered judge prompt (image tokens included) plus `extra_tokens` exceeds
@@ -108,6 +112,8 @@ def drop_long_rows(
             Tokens added after the prompt (e.g. the generative judge's `<answer>x</answer>` target).
         num_proc (`int` or `None`, *optional*, defaults to `None`):
             Processes for `Dataset.map`.
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The judge prompt template the rows are rendered with; this project's when `None`.
 
     Returns:
         [`~datasets.Dataset`]: The rows that fit.
@@ -115,7 +121,7 @@ def drop_long_rows(
 
     def num_tokens(example):
         question, response, image = judge_inputs(example)
-        inputs = build_judge_inputs(processor, [question], [response], [image])
+        inputs = build_judge_inputs(processor, [question], [response], [image], judge_prompt)
         return {"_num_tokens": int(inputs["attention_mask"].sum()) + extra_tokens}
 
     lengths = dataset.map(num_tokens, desc=f"Measuring {dataset_name} rows", num_proc=num_proc)["_num_tokens"]
@@ -209,6 +215,9 @@ class ThinkingRewardTrainer(RewardTrainer):
             Same columns as `train_dataset`.
         processing_class ([`~transformers.ProcessorMixin`], *optional*, defaults to `None`):
             The processor; loaded with `AutoProcessor` from the model's path when `None`.
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The judge prompt template the rows are rendered with; this project's when `None`. Score the trained model
+            with the same one (`ScalarJudge(..., judge_prompt=...)`).
         **kwargs:
             Passed to [`~trl.RewardTrainer`] (`callbacks`, `optimizers`, `peft_config`, ...).
     """
@@ -222,6 +231,7 @@ class ThinkingRewardTrainer(RewardTrainer):
         train_dataset: Dataset | IterableDataset | None = None,
         eval_dataset: Dataset | dict[str, Dataset] | None = None,
         processing_class: ProcessorMixin | None = None,
+        judge_prompt: JudgePrompt | None = None,
         **kwargs: Any,
     ):
         if args is None:
@@ -249,11 +259,13 @@ class ThinkingRewardTrainer(RewardTrainer):
             peft_config.modules_to_save = [*(peft_config.modules_to_save or []), "score"]
 
         self._processor = processing_class
+        self.judge_prompt = judge_prompt  # read by _prepare_dataset, which RewardTrainer.__init__ calls
         # RewardTrainer reads the pad/eos tokens from a tokenizer; the processor itself is restored below.
         super().__init__(
             model=model,
             args=args,
-            data_collator=kwargs.pop("data_collator", None) or DataCollatorForThinkingReward(processing_class),
+            data_collator=kwargs.pop("data_collator", None)
+            or DataCollatorForThinkingReward(processing_class, judge_prompt),
             train_dataset=train_dataset,
             eval_dataset=eval_dataset,
             processing_class=tokenizer,
@@ -283,7 +295,14 @@ class ThinkingRewardTrainer(RewardTrainer):
             check_judge_row(*row, where=f"Row {i} of the {dataset_name} dataset")
         if args.max_length is None:
             return dataset
-        return drop_long_rows(dataset, self._processor, args.max_length, dataset_name, num_proc=args.dataset_num_proc)
+        return drop_long_rows(
+            dataset,
+            self._processor,
+            args.max_length,
+            dataset_name,
+            num_proc=args.dataset_num_proc,
+            judge_prompt=self.judge_prompt,
+        )
 
     def _set_signature_columns_if_needed(self):
         if self._signature_columns is None:

@@ -83,3 +83,40 @@ class VLMCompletionsTableLogging:
                 unique_prompts=self.log_unique_prompts,
                 with_images=self.log_multimodal,
             )
+
+
+class CompletionsReadyHook:
+    """
+    Calls `self._on_completions(inputs, prompts, completions)` the moment generation returns.
+
+    Needed with TRL 1.16.0, whose `GRPOTrainer._generate_and_score_completions` goes straight from `_generate` to the
+    log-prob passes (old policy with vLLM or off-step updates, reference model with `beta > 0`) and only then calls
+    `_calculate_rewards`: a reward that takes wall time but no local compute (a judge server) has no place to start
+    early. `_on_completions` receives exactly the `inputs`, `prompts` and `completions` that `_calculate_rewards` gets
+    later for the same batch (the same objects, and the completion ids), so work started there can be collected there.
+
+    It can go once TRL offers a hook between generation and the log-prob passes (or starts reward functions
+    asynchronously itself); `tests/test_async_judging.py::test_generation_returns_before_logprob_passes` fails when
+    the order of the calls changes.
+    """
+
+    _rollout_inputs: list | None = None  # the batch `_generate_and_score_completions` is scoring
+
+    def _generate_and_score_completions(self, inputs):
+        self._rollout_inputs = inputs
+        try:
+            return super()._generate_and_score_completions(inputs)
+        finally:
+            self._rollout_inputs = None
+
+    def _generate(self, prompts: list):
+        output = super()._generate(prompts)
+        if self._rollout_inputs is not None:
+            # completion ids and completions are the 2nd and 4th elements
+            self._on_completions(self._rollout_inputs, prompts, output[3], output[1])
+        return output
+
+    def _on_completions(
+        self, inputs: list[dict], prompts: list, completions: list, completion_ids_list: list[list[int]]
+    ) -> None:
+        """Runs right after generation, before the log-prob passes; does nothing unless overridden."""

@@ -10,6 +10,17 @@ For each group of G responses to one prompt, with outcome rewards `o` and thinki
 
 Rows are laid out as TRL lays them out after gathering: the G completions of a prompt are consecutive, so a tensor of
 shape (B,) views as (B / G, G).
+
+Besides the paper's rule, two rules let the judge's reliability, measured where it can be measured, govern it
+everywhere (`TrustGRPOConfig.trust_rule`):
+
+    reliability            w = clip(2 * AUC - 1, 0, 1), AUC = how often the judge scores a right response above a wrong
+                           one of the same group (pairs within mixed groups, ties 1/2), a running estimate over steps;
+                           R_i = o_i + w * alpha_t * t_i in every group (also in uniform groups, where gamma = 1).
+    reliability_separate   the same w, and outcome and thinking rewards normalised per group separately:
+                           A_i = norm(o)_i + w * alpha_t * norm(t)_i, so w and alpha_t stay real weights in uniform
+                           groups (with GRPO's std scaling of the sum, a uniform group's thinking term is rescaled to
+                           unit size whatever its weight).
 """
 
 from __future__ import annotations
@@ -26,6 +37,8 @@ OFFICIAL_UNIFORM_HIGH = 0.9
 OFFICIAL_UNIFORM_LOW = 0.1
 
 ANNEALING_SCHEDULES = ("exp", "none")
+TRUST_RULES = ("paper", "reliability", "reliability_separate")
+NORM_EPS = 1e-4  # the epsilon TRL 1.16 adds to the group std
 
 
 def _grouped(x: torch.Tensor, num_generations: int, name: str) -> torch.Tensor:
@@ -140,3 +153,139 @@ def thinking_bonus(
     if active is not None:
         bonus = torch.where(active.view(-1, 1), bonus, torch.zeros_like(bonus))
     return bonus.view(-1)
+
+
+def ranking_pairs(
+    outcome: torch.Tensor, thinking: torch.Tensor, num_generations: int, correct_threshold: float = 0.5
+) -> tuple[float, int]:
+    """How the judge ranks right against wrong responses to the same prompt: the evidence for its AUC.
+
+    Every pair (right i, wrong j) of scored rows within one group counts 1 when t_i > t_j, 1/2 when t_i = t_j and 0
+    otherwise. Only mixed groups have pairs; rows with a NaN outcome or thinking reward are left out.
+
+    Args:
+        outcome (`torch.Tensor`):
+            Outcome rewards, shape (B,), each group's rows consecutive.
+        thinking (`torch.Tensor`):
+            Thinking rewards, shape (B,).
+        num_generations (`int`):
+            Completions per prompt, G.
+        correct_threshold (`float`, *optional*, defaults to `0.5`):
+            A response is right when its outcome reward is >= this value.
+
+    Returns:
+        `tuple[float, int]`: the summed pair scores and the number of pairs (AUC = sum / pairs).
+
+    Example:
+        >>> outcome = torch.tensor([1.0, 1.0, 0.0, 0.0])
+        >>> thinking = torch.tensor([0.9, 0.4, 0.4, 0.1])  # pairs: 0.9>0.4, 0.9>0.1, 0.4=0.4, 0.4>0.1
+        >>> ranking_pairs(outcome, thinking, num_generations=4)
+        (3.5, 4)
+    """
+    o = _grouped(outcome.float(), num_generations, "outcome")  # (num_groups, G)
+    t = _grouped(thinking.float(), num_generations, "thinking")  # (num_groups, G)
+    scored = ~torch.isnan(t) & ~torch.isnan(o)
+    right = (o >= correct_threshold) & scored
+    wrong = (o < correct_threshold) & scored
+    t0 = torch.nan_to_num(t, nan=0.0)
+    diff = t0.unsqueeze(2) - t0.unsqueeze(1)  # (num_groups, G, G): t_i - t_j
+    pairs = right.unsqueeze(2) & wrong.unsqueeze(1)  # (num_groups, G, G): i right, j wrong
+    score = (diff > 0).float() + 0.5 * (diff == 0).float()
+    return (score * pairs).sum().item(), int(pairs.sum().item())
+
+
+def update_reliability(
+    state: tuple[float, float], score_sum: float, num_pairs: int, decay: float
+) -> tuple[float, float]:
+    """One step of the running AUC estimate: the pair scores and pair counts, each an exponential moving sum.
+
+    Args:
+        state (`tuple[float, float]`):
+            (discounted sum of pair scores, discounted number of pairs) so far; (0, 0) before any step.
+        score_sum (`float`), num_pairs (`int`):
+            This step's evidence, from [`ranking_pairs`].
+        decay (`float`):
+            Weight of the past per step, in [0, 1): 0 keeps only this step, 0.9 remembers about 10 steps.
+
+    Returns:
+        `tuple[float, float]`: the new state. A step without pairs only discounts the past, so the estimate it gives
+        (sum / count) does not change.
+
+    Example:
+        >>> update_reliability((9.0, 10.0), score_sum=1.0, num_pairs=10, decay=0.5)  # (0.5 * 9 + 1, 0.5 * 10 + 10)
+        (5.5, 15.0)
+    """
+    return decay * state[0] + score_sum, decay * state[1] + num_pairs
+
+
+def reliability_auc(state: tuple[float, float], prior: float) -> float:
+    """The AUC estimate of a running state: discounted score sum / discounted pairs, or `prior` before any pair."""
+    return state[0] / state[1] if state[1] > 0 else float(prior)
+
+
+def reliability_weight(auc: float) -> float:
+    """The judge's weight w = clip(2 * AUC - 1, 0, 1): 0 for a judge no better than chance at ranking right above wrong
+    responses (or worse), 1 for one that always does.
+
+    Example:
+        >>> reliability_weight(0.8), reliability_weight(0.3)
+        (0.6000000000000001, 0.0)
+    """
+    return min(max(2.0 * auc - 1.0, 0.0), 1.0)
+
+
+def group_normalize(x: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """(x - group mean) / (group std + 1e-4), as TRL 1.16 normalises a group's rewards (unbiased std).
+
+    NaN values are left out of the group's mean and std and stay NaN; a group with fewer than two values, or all equal,
+    becomes 0.
+
+    Returns:
+        `torch.Tensor`: shape (B,).
+    """
+    v = _grouped(x.float(), num_generations, "rewards")  # (num_groups, G)
+    valid = ~torch.isnan(v)
+    n = valid.sum(dim=1, keepdim=True)  # (num_groups, 1)
+    v0 = torch.nan_to_num(v, nan=0.0)
+    mean = v0.sum(dim=1, keepdim=True) / n.clamp(min=1)
+    var = (((v0 - mean) * valid) ** 2).sum(dim=1, keepdim=True) / (n - 1).clamp(min=1)
+    out = (v - mean) / (var.sqrt() + NORM_EPS)
+    out = torch.where(valid & (n < 2), torch.zeros_like(out), out)
+    return out.view(-1)
+
+
+def normalize_columns_jointly(columns: torch.Tensor, weights: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """Rescales reward columns so that their weighted sum is group-normalised, as GRPO normalises it.
+
+    With c_k = weight_k * column_k (NaN counted as 0, as TRL's `nansum`) and S = sum_k c_k, column k becomes
+    (c_k - group mean of c_k) / (group std of S + 1e-4) / weight_k. The weighted sum of the new columns is then
+    (S - mean S) / (std S + 1e-4), GRPO's advantage of these columns alone, while each column still shows its own
+    part (a format reward stays a column of its own). A NaN entry stays NaN; a column of weight 0 becomes 0.
+
+    Args:
+        columns (`torch.Tensor`):
+            Rewards, shape (B, K).
+        weights (`torch.Tensor`):
+            Their weights, shape (K,).
+        num_generations (`int`):
+            Completions per prompt, G.
+
+    Returns:
+        `torch.Tensor`: shape (B, K).
+    """
+    if columns.dim() != 2 or weights.shape != (columns.shape[1],):
+        raise ValueError(
+            f"Expected columns of shape (B, K) and weights of shape (K,), got {tuple(columns.shape)} and "
+            f"{tuple(weights.shape)}."
+        )
+    num_cols = columns.shape[1]
+    w = weights.to(columns.device, torch.float32)
+    c = torch.nan_to_num(columns.float(), nan=0.0) * w  # (B, K)
+    grouped = c.view(-1, num_generations, num_cols)  # (num_groups, G, K)
+    total = grouped.sum(dim=2)  # (num_groups, G)
+    std = total.std(dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(total[:, :1])
+    centred = grouped - grouped.mean(dim=1, keepdim=True)  # (num_groups, G, K)
+    scaled = (centred / (std.unsqueeze(2) + NORM_EPS)).view(-1, num_cols)  # (B, K)
+    safe_w = torch.where(w == 0, torch.ones_like(w), w)
+    out = torch.where(w == 0, torch.zeros_like(scaled), scaled / safe_w)
+    return torch.where(torch.isnan(columns), columns, out)

@@ -239,3 +239,124 @@ def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column, all_text
     assert len(trainer.records) == 2
     # Rows 0 and 2 have an image, rows 1 and 3 are text-only; the judge sees exactly that.
     assert {q: has for q, has in judge.seen} == {"q0": not all_text, "q1": False, "q2": not all_text, "q3": False}
+
+
+def graded_judge_of(text: str, outcome: float) -> float | None:
+    if len(text) % 7 == 0:
+        return None  # a failed judge call
+    # Mostly ranks right answers above wrong ones, not always: its AUC lies strictly between 0.5 and 1.
+    return 0.3 * outcome + 0.7 * (len(text) % 5) / 4
+
+
+class GradedJudge:
+    def score(self, questions, responses, images=None):
+        return [graded_judge_of(r, outcome_of(r)) for r in responses]
+
+
+def length_reward(completions, **kwargs):
+    return [(len(response_of(c)) % 4) / 4 for c in completions]  # a second reward column, e.g. a format reward
+
+
+def normalized(values: list[float]) -> list[float]:
+    """(x - mean) / (std + 1e-4) over the non-None values (unbiased std), None -> 0."""
+    present = [v for v in values if v is not None]
+    if len(present) < 2:
+        return [0.0] * len(values)
+    mean, std = statistics.fmean(present), statistics.stdev(present)
+    return [0.0 if v is None else (v - mean) / (std + 1e-4) for v in values]
+
+
+def expected_reliability_advantages(records, separate, prior, decay=0.9, length_weight=0.5, trust=True):
+    """Reference for the reliability rules, written out step by step and group by group from the rule's definition."""
+    score_sum = num_pairs = 0.0
+    weights, advantages_per_step = [], []
+    for step, texts, _ in records:
+        alpha = 0.3 * math.exp(-step / 2)
+        groups = [texts[g * G : (g + 1) * G] for g in range(len(texts) // G)]
+        batch_sum = batch_pairs = 0.0
+        for group in groups:
+            for ti in group:
+                for tj in group:
+                    si, sj = graded_judge_of(ti, outcome_of(ti)), graded_judge_of(tj, outcome_of(tj))
+                    if outcome_of(ti) >= 0.5 > outcome_of(tj) and si is not None and sj is not None:
+                        batch_pairs += 1
+                        batch_sum += 1.0 if si > sj else 0.5 if si == sj else 0.0
+        score_sum, num_pairs = decay * score_sum + batch_sum, decay * num_pairs + batch_pairs
+        auc = score_sum / num_pairs if num_pairs else prior
+        w = min(max(2 * auc - 1, 0.0), 1.0) if trust else 1.0
+        weights.append(w)
+        advantages = []
+        for group in groups:
+            base = [outcome_of(t) + length_weight * (len(t) % 4) / 4 for t in group]
+            thinking = [graded_judge_of(t, outcome_of(t)) for t in group]
+            if separate:
+                advantages += [b + w * alpha * s for b, s in zip(normalized(base), normalized(thinking))]
+            else:
+                r = [b + w * alpha * (s if s is not None else 0.0) for b, s in zip(base, thinking)]
+                mean, std = statistics.fmean(r), statistics.stdev(r)
+                advantages += [(x - mean) / (std + 1e-4) for x in r]
+        advantages_per_step.append(torch.tensor(advantages))
+    return weights, advantages_per_step
+
+
+@pytest.mark.parametrize(
+    "rule, config",
+    [
+        ("reliability", {}),
+        ("reliability_separate", {"scale_rewards": "none"}),
+        ("reliability_separate", {"scale_rewards": "none", "reliability_prior": 0.9}),
+        ("reliability_separate", {"scale_rewards": "none", "trust_weighting": False}),
+    ],
+)
+def test_advantages_follow_the_reliability_rules(tiny_vlm_dir, tmp_path, rule, config):
+    args = TrustGRPOConfig(
+        output_dir=str(tmp_path),
+        per_device_train_batch_size=2 * G,
+        num_generations=G,
+        max_completion_length=12,
+        max_steps=2,
+        learning_rate=1e-3,
+        use_cpu=True,
+        bf16=False,
+        gradient_checkpointing=False,
+        report_to="none",
+        logging_steps=1,
+        save_strategy="no",
+        seed=0,
+        trust_rule=rule,
+        reward_weights=[1.0, 0.5],
+        **config,
+    )
+    trainer = RecordingTrainer(
+        model=str(tiny_vlm_dir),
+        reward_funcs=[outcome_reward, length_reward],
+        thinking_judge=GradedJudge(),
+        args=args,
+        train_dataset=make_dataset(),
+    )
+    trainer.train()
+    weights, expected = expected_reliability_advantages(
+        trainer.records, rule == "reliability_separate", args.reliability_prior, trust=args.trust_weighting
+    )
+    for (_, _, advantages), want in zip(trainer.records, expected):
+        torch.testing.assert_close(advantages, want, atol=1e-4, rtol=1e-4)
+    if args.trust_weighting:
+        assert len(set(weights)) > 1, "the judge's weight did not move with the evidence: the test would not weigh it"
+    logs = [entry for entry in trainer.state.log_history if "trust/reliability_weight" in entry]
+    assert [entry["trust/reliability_weight"] for entry in logs] == pytest.approx(weights)
+    assert [entry["trust/gamma_mean"] for entry in logs] == pytest.approx(weights)
+    # TRL logs the rescaled columns; the raw outcome mean is logged by the trainer.
+    raw = [statistics.fmean(outcome_of(t) for t in texts) for _, texts, _ in trainer.records]
+    assert [entry["trust/outcome_reward_mean"] for entry in logs] == pytest.approx(raw)
+
+
+def test_config_checks_the_reliability_rules(tmp_path):
+    base = dict(output_dir=str(tmp_path), use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="scale_rewards='none'"):
+        TrustGRPOConfig(**base, trust_rule="reliability_separate")
+    with pytest.raises(ValueError, match="trust_rule"):
+        TrustGRPOConfig(**base, trust_rule="auc")
+    with pytest.raises(ValueError, match="reliability_prior"):
+        TrustGRPOConfig(**base, trust_rule="reliability", reliability_prior=1.5)
+    with pytest.raises(ValueError, match="reliability_decay"):
+        TrustGRPOConfig(**base, trust_rule="reliability", reliability_decay=1.0)

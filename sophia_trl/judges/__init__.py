@@ -2,8 +2,8 @@
 
 One job per module:
 
-- `prompt.py`: the judge prompt and its renderings, [`judge_inputs`] (what the judge reads from an item, on every
-  path), the score format and parser.
+- `prompt.py`: the judge prompt ([`JudgePrompt`]: ours by default, or a user's template file) and its renderings,
+  [`judge_inputs`] (what the judge reads from an item, on every path), the score format and parser.
 - `base.py`: [`ThinkingJudge`], the `score(questions, responses, images)` interface with its cache; [`image_hash`].
 - `local.py`: the in-process backends [`TransformersJudge`], [`ScalarJudge`] and [`VLLMJudge`].
 - `transport.py`: [`OpenAIChatClient`], the HTTP client of an OpenAI-compatible server (timeouts, retries,
@@ -18,26 +18,33 @@ from .base import ThinkingJudge, image_hash
 from .local import ScalarJudge, TransformersJudge, VLLMJudge
 from .metrics import evaluate_judge, pairwise_accuracy, question_group_id
 from .prompt import (
+    DEFAULT_JUDGE_PROMPT,
     JUDGE_SYSTEM_PROMPT,
     JUDGE_USER_TEMPLATE,
+    JudgePrompt,
     build_judge_inputs,
     build_judge_messages,
     build_openai_messages,
+    expected_score,
     format_judge_sft_example,
     format_score,
     image_of,
     image_to_data_url,
     judge_inputs,
+    load_judge_prompt,
     parse_score,
     question_of,
     response_of,
+    score_token_ids,
 )
 from .server import OpenAIJudge
 from .transport import JudgeServerError, OpenAIChatClient
 
 __all__ = [
+    "DEFAULT_JUDGE_PROMPT",
     "JUDGE_SYSTEM_PROMPT",
     "JUDGE_USER_TEMPLATE",
+    "JudgePrompt",
     "JudgeServerError",
     "OpenAIChatClient",
     "OpenAIJudge",
@@ -48,6 +55,7 @@ __all__ = [
     "build_judge_inputs",
     "build_judge_messages",
     "build_openai_messages",
+    "expected_score",
     "evaluate_judge",
     "format_judge_sft_example",
     "format_score",
@@ -55,9 +63,11 @@ __all__ = [
     "image_of",
     "image_to_data_url",
     "judge_inputs",
+    "load_judge_prompt",
     "pairwise_accuracy",
     "parse_score",
     "question_group_id",
     "question_of",
     "response_of",
+    "score_token_ids",
 ]

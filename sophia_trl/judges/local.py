@@ -15,7 +15,18 @@ import torch
 from PIL import Image
 
 from .base import ThinkingJudge
-from .prompt import build_judge_inputs, build_openai_messages, parse_score
+from .prompt import (
+    DEFAULT_JUDGE_PROMPT,
+    SCORE_PREFIX,
+    JudgePrompt,
+    build_judge_inputs,
+    build_openai_messages,
+    expected_score,
+    parse_score,
+    score_token_ids,
+)
+
+JUDGE_READOUTS = ("expected", "greedy")
 
 
 def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:
@@ -45,8 +56,16 @@ def _load_vlm_processor(model_name_or_path: str) -> Any:
 class _LocalJudge(ThinkingJudge):
     """What the in-process judges share: the processor, the device and length-sorted batches of model inputs."""
 
-    def __init__(self, model_name_or_path: str, batch_size: int, device: str | None, cache_size: int):
+    def __init__(
+        self,
+        model_name_or_path: str,
+        batch_size: int,
+        device: str | None,
+        cache_size: int,
+        judge_prompt: JudgePrompt | None = None,
+    ):
         super().__init__(cache_size=cache_size)
+        self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}.")
         self.batch_size = batch_size
@@ -55,18 +74,31 @@ class _LocalJudge(ThinkingJudge):
         self.tokenizer = self.processor.tokenizer
 
     def _batches(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None], assistant_prefix: str = ""
     ) -> Iterator[tuple[list[int], Any]]:
-        """(row indices, model inputs on the device) per batch."""
+        """(row indices, model inputs on the device) per batch; `assistant_prefix` starts the judge's answer."""
         for idx in _length_sorted_batches(questions, responses, self.batch_size):
             inputs = build_judge_inputs(
-                self.processor, [questions[i] for i in idx], [responses[i] for i in idx], [images[i] for i in idx]
+                self.processor,
+                [questions[i] for i in idx],
+                [responses[i] for i in idx],
+                [images[i] for i in idx],
+                self.judge_prompt,
+                assistant_prefix,
             )
             yield idx, inputs.to(self.device)
 
 
 class TransformersJudge(_LocalJudge):
-    """A generative judge run in-process with `transformers`: renders the judge prompt, generates greedily, parses.
+    """A generative judge run in-process with `transformers`: renders the judge prompt and reads the judge's score.
+
+    Two readouts of the score the judge was trained to write as `<answer>0.7</answer>`:
+
+    - `"expected"`: one forward pass over the prompt followed by `<answer>0.`, and the probability-weighted mean of the
+      scores 0.0, 0.1, ..., 1.0 from the judge's next-token probabilities ([`~sophia_trl.judges.expected_score`]): a
+      continuous score, no generation loop, no unparsable reply.
+    - `"greedy"`: greedy generation of the answer (6-8 tokens), parsed with [`~sophia_trl.judges.parse_score`]; a
+      reply without a score gives `None`.
 
     Rows are sorted by prompt length and scored in batches of `batch_size` with left padding; rows with and without
     images can share a batch.
@@ -87,6 +119,14 @@ class TransformersJudge(_LocalJudge):
             See [`ThinkingJudge`].
         model_init_kwargs (`dict` or `None`, *optional*, defaults to `None`):
             Extra keyword arguments for `AutoModelForImageTextToText.from_pretrained` (e.g. `attn_implementation`).
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt the judge was trained with (e.g. from a template file, [`~sophia_trl.judges.load_judge_prompt`]);
+            this project's prompt when `None`.
+        readout (`str`, *optional*, defaults to `"expected"`):
+            `"expected"` or `"greedy"` (see above); `max_new_tokens` applies to `"greedy"` only. `"expected"` is the
+            default from measurements on a trained tiny judge and held-out judge data (docs/thinking_reward_model.md):
+            it ranks a question's responses far better (no ties on the 0.1 grid), never fails to parse, and costs one
+            forward pass instead of a generation loop.
     """
 
     def __init__(
@@ -98,13 +138,20 @@ class TransformersJudge(_LocalJudge):
         dtype: str | torch.dtype = "auto",
         cache_size: int = 4096,
         model_init_kwargs: dict[str, Any] | None = None,
+        judge_prompt: JudgePrompt | None = None,
+        readout: str = "expected",
     ):
         from transformers import AutoModelForImageTextToText
 
-        super().__init__(model_name_or_path, batch_size, device, cache_size)
+        if readout not in JUDGE_READOUTS:
+            raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
+        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
         self.max_new_tokens = max_new_tokens
+        self.readout = readout
+        # Checked now: a tokenizer that cannot express the readout fails at start-up, not at the first step.
+        self._score_ids = score_token_ids(self.tokenizer) if readout == "expected" else None
         # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
         self.tokenizer.padding_side = "left"
         kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
@@ -129,9 +176,29 @@ class TransformersJudge(_LocalJudge):
                 outputs[i] = text
         return outputs
 
+    @torch.no_grad()
+    def expected_scores(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+    ) -> list[float | None]:
+        """The expected-score readout of each row (one forward pass per batch), without the cache."""
+        ids = self._score_ids or score_token_ids(self.tokenizer)
+        scores: list[float | None] = [None] * len(questions)
+        # Left padding: every row ends with "<answer>0.", so the last three positions are ">", "0" and ".".
+        for idx, inputs in self._batches(questions, responses, images, assistant_prefix=SCORE_PREFIX + "0."):
+            logits = self.model(**inputs, logits_to_keep=3).logits.float()  # (B, 3, V)
+            first = torch.log_softmax(logits[:, 0], dim=-1)  # (B, V): the token after "<answer>"
+            digit = torch.log_softmax(logits[:, 2], dim=-1)  # (B, V): the token after "<answer>0."
+            first_ids = [ids["0"], ids["1"]]
+            digit_ids = [ids[str(d)] for d in range(10)]
+            for row, f, d in zip(idx, first[:, first_ids].tolist(), digit[:, digit_ids].tolist()):
+                scores[row] = expected_score({"0": f[0], "1": f[1]}, {str(k): v for k, v in enumerate(d)})
+        return scores
+
     def _score_uncached(
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[float | None]:
+        if self.readout == "expected":
+            return self.expected_scores(questions, responses, images)
         return [parse_score(text) for text in self.generate_texts(questions, responses, images)]
 
 
@@ -161,6 +228,9 @@ class ScalarJudge(_LocalJudge):
             See [`ThinkingJudge`].
         model_init_kwargs (`dict` or `None`, *optional*, defaults to `None`):
             Extra keyword arguments for `from_pretrained`.
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt the judge was trained with (e.g. from a template file, [`~sophia_trl.judges.load_judge_prompt`]);
+            this project's prompt when `None`.
     """
 
     def __init__(
@@ -171,11 +241,12 @@ class ScalarJudge(_LocalJudge):
         dtype: str | torch.dtype = "auto",
         cache_size: int = 4096,
         model_init_kwargs: dict[str, Any] | None = None,
+        judge_prompt: JudgePrompt | None = None,
     ):
         # Imported here: transformers' Qwen2.5-VL model code takes a second to import and only this judge needs it.
         from .scalar_model import load_scalar_reward_model
 
-        super().__init__(model_name_or_path, batch_size, device, cache_size)
+        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
         self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
         self.model.to(self.device).eval()
 
@@ -214,6 +285,9 @@ class VLLMJudge(ThinkingJudge):
             Extra arguments of `vllm.LLM` (e.g. `max_model_len`, `dtype`).
         cache_size (`int`, *optional*, defaults to `4096`):
             See [`ThinkingJudge`].
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt the judge was trained with (e.g. from a template file, [`~sophia_trl.judges.load_judge_prompt`]);
+            this project's prompt when `None`.
     """
 
     def __init__(
@@ -225,6 +299,7 @@ class VLLMJudge(ThinkingJudge):
         image_format: str = "PNG",
         llm_kwargs: dict[str, Any] | None = None,
         cache_size: int = 4096,
+        judge_prompt: JudgePrompt | None = None,
     ):
         try:
             import vllm
@@ -237,6 +312,7 @@ class VLLMJudge(ThinkingJudge):
             ) from err
         super().__init__(cache_size=cache_size)
         self.image_format = image_format
+        self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
         kwargs = {
             "model": str(model_name_or_path),
             "gpu_memory_utilization": gpu_memory_utilization,
@@ -251,7 +327,8 @@ class VLLMJudge(ThinkingJudge):
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
     ) -> list[float | None]:
         conversations = [
-            build_openai_messages(q, r, img, self.image_format) for q, r, img in zip(questions, responses, images)
+            build_openai_messages(q, r, img, self.image_format, judge_prompt=self.judge_prompt)
+            for q, r, img in zip(questions, responses, images)
         ]
         outputs = self.llm.chat(conversations, sampling_params=self.sampling_params, use_tqdm=False)
         return [parse_score(output.outputs[0].text) if output.outputs else None for output in outputs]

@@ -3,13 +3,44 @@ APIs): the judge prompt and score parser on top of [`~sophia_trl.judges.transpor
 
 from __future__ import annotations
 
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 from PIL import Image
 
 from .base import ThinkingJudge
-from .prompt import build_openai_messages, image_to_data_url, parse_score
+from .prompt import (
+    DEFAULT_JUDGE_PROMPT,
+    SCORE_PREFIX,
+    JudgePrompt,
+    build_openai_messages,
+    expected_score,
+    image_to_data_url,
+    parse_score,
+)
 from .transport import OpenAIChatClient
+
+# Request fields of the expected-score readout: the server continues the final assistant message ("<answer>...")
+# instead of opening a new one, and returns the top log-probabilities of each generated token. vLLM's
+# OpenAI-compatible server accepts them; `transformers serve` (5.23) rejects `logprobs`/`top_logprobs` and always
+# adds a generation prompt, so it serves the greedy readout only.
+_EXPECTED_READOUT_FIELDS = {
+    "continue_final_message": True,
+    "add_generation_prompt": False,
+    "logprobs": True,
+    "top_logprobs": 20,
+    "temperature": 0.0,
+}
+
+
+def _top_logprobs(choice: dict[str, Any] | None, position: int) -> tuple[str | None, dict[str, float]] | None:
+    """(generated token, {token: log-prob} of its top alternatives) at `position` of a reply, None if absent."""
+    try:
+        entry = choice["logprobs"]["content"][position]
+        top = {item["token"].strip(): float(item["logprob"]) for item in entry["top_logprobs"]}
+        return entry["token"].strip(), top
+    except (KeyError, IndexError, TypeError, ValueError):
+        return None
 
 
 class OpenAIJudge(ThinkingJudge):
@@ -52,6 +83,15 @@ class OpenAIJudge(ThinkingJudge):
             Extra fields of the request body (e.g. `{"top_k": 1}` for vLLM).
         cache_size (`int`, *optional*, defaults to `4096`):
             See [`~sophia_trl.judges.ThinkingJudge`].
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt the served judge was trained with (e.g. from a template file,
+            [`~sophia_trl.judges.load_judge_prompt`]); this project's prompt when `None`.
+        readout (`str`, *optional*, defaults to `"greedy"`):
+            `"greedy"` parses the reply's text. `"expected"` sends the conversation with a final assistant message
+            `<answer>` to continue and asks for the top log-probabilities of 3 tokens ("0", ".", digit); the score is
+            [`~sophia_trl.judges.expected_score`] of them. When the greedy path does not write "0." (e.g. it writes
+            "1"), a second request continues `<answer>0.` for the digit probabilities. Needs a server with
+            `continue_final_message` and `top_logprobs` (vLLM; not `transformers serve` 5.23).
 
     Attributes:
         client ([`~sophia_trl.judges.OpenAIChatClient`]): The transport; its settings read through the judge too
@@ -75,8 +115,13 @@ class OpenAIJudge(ThinkingJudge):
         image_format: str = "PNG",
         request_kwargs: dict[str, Any] | None = None,
         cache_size: int = 4096,
+        judge_prompt: JudgePrompt | None = None,
+        readout: str = "greedy",
     ):
+        if readout not in ("expected", "greedy"):
+            raise ValueError(f"readout={readout!r} is not one of ('expected', 'greedy').")
         super().__init__(cache_size=cache_size)
+        self.readout = readout
         self.client = OpenAIChatClient(
             base_url,
             model,
@@ -91,6 +136,8 @@ class OpenAIJudge(ThinkingJudge):
             request_kwargs=request_kwargs,
         )
         self.image_format = image_format
+        self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
+        self._executor: ThreadPoolExecutor | None = None  # created by the first `score_async`
 
     def __repr__(self) -> str:
         return (
@@ -111,7 +158,27 @@ class OpenAIJudge(ThinkingJudge):
 
     def close(self) -> None:
         """Closes the HTTP clients and stops the transport's event loop; the judge cannot be used afterwards."""
+        if self._executor is not None:
+            self._executor.shutdown(wait=True)
+            self._executor = None
         self.client.close()
+
+    def score_async(
+        self, questions: list[str], responses: list[str], images: list[Image.Image | None] | None = None
+    ) -> Future:
+        """Starts [`~sophia_trl.judges.ThinkingJudge.score`] in the background and returns at once.
+
+        The trainer calls it as soon as generation returns, so that the requests are in flight while the policy's
+        log-prob passes and the rule-based rewards run; `future.result()` gives what `score` would have returned (and
+        raises what it would have raised). The image encoding happens in the background too.
+
+        Returns:
+            `concurrent.futures.Future`: resolves to `list[float | None]`, one score per row.
+        """
+        if self._executor is None:
+            # One worker: calls run in order; each call sends its own requests concurrently on the transport's loop.
+            self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{type(self).__name__}-score")
+        return self._executor.submit(self.score, questions, responses, images)
 
     def __enter__(self) -> OpenAIJudge:
         return self
@@ -119,12 +186,12 @@ class OpenAIJudge(ThinkingJudge):
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def check_server(self) -> list[str]:
+    def check_server(self, timeout: float | None = None) -> list[str]:
         """Asks the server for its models, to fail early with a clear message when it is down or misconfigured.
 
         See [`~sophia_trl.judges.OpenAIChatClient.check_server`].
         """
-        return self.client.check_server()
+        return self.client.check_server(timeout=timeout)
 
     def complete(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
         """Sends chat conversations to the server, neither cached nor parsed.
@@ -142,7 +209,38 @@ class OpenAIJudge(ThinkingJudge):
             if img is not None and id(img) not in urls:
                 urls[id(img)] = image_to_data_url(img, self.image_format)
         requests = [
-            build_openai_messages(q, r, img, image_url=urls.get(id(img)))
+            build_openai_messages(q, r, img, image_url=urls.get(id(img)), judge_prompt=self.judge_prompt)
             for q, r, img in zip(questions, responses, images)
         ]
+        if self.readout == "expected":
+            return self._expected_scores(requests)
         return [parse_score(reply) for reply in self.client.complete(requests)]
+
+    def _expected_scores(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:
+        """The expected-score readout from the servers' top log-probabilities (see `readout`)."""
+
+        def prefilled(messages: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
+            return [*messages, {"role": "assistant", "content": prefix}]
+
+        choices = self.client.complete_choices(
+            [prefilled(m, SCORE_PREFIX) for m in requests], {**_EXPECTED_READOUT_FIELDS, "max_tokens": 3}
+        )
+        firsts: list[dict[str, float] | None] = []
+        digits: list[dict[str, float] | None] = []
+        for choice in choices:
+            first, third = _top_logprobs(choice, 0), _top_logprobs(choice, 2)
+            second = _top_logprobs(choice, 1)
+            firsts.append(first[1] if first else None)
+            on_zero_path = first and second and third and first[0] == "0" and second[0] == "."
+            digits.append(third[1] if on_zero_path else None)
+        # Rows whose greedy path left "0.": the digit distribution comes from a request that continues "<answer>0.".
+        missing = [i for i, (f, d) in enumerate(zip(firsts, digits)) if f is not None and d is None and "0" in f]
+        if missing:
+            more = self.client.complete_choices(
+                [prefilled(requests[i], SCORE_PREFIX + "0.") for i in missing],
+                {**_EXPECTED_READOUT_FIELDS, "max_tokens": 1},
+            )
+            for i, choice in zip(missing, more):
+                top = _top_logprobs(choice, 0)
+                digits[i] = top[1] if top else None
+        return [expected_score(f, d) if f is not None else None for f, d in zip(firsts, digits)]

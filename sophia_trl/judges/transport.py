@@ -191,8 +191,12 @@ class OpenAIChatClient:
     def __exit__(self, *exc_info: Any) -> None:
         self.close()
 
-    def check_server(self) -> list[str]:
+    def check_server(self, timeout: float | None = None) -> list[str]:
         """Asks the server for its models, to fail early with a clear message when it is down or misconfigured.
+
+        Args:
+            timeout (`float` or `None`, *optional*, defaults to `None`):
+                Seconds to wait for the answer; the client's `timeout` when `None`.
 
         Returns:
             `list[str]`: The served model ids (empty when the server answers but cannot list them; some servers,
@@ -200,13 +204,13 @@ class OpenAIChatClient:
             is not among them.
 
         Raises:
-            `ConnectionError`: The server did not answer within `timeout`.
+            `ConnectionError`: The server did not answer within the timeout (or refused the connection).
             [`JudgeServerError`]: The server refused the request (wrong API key).
         """
         import httpx
 
         async def list_models() -> httpx.Response:
-            return await asyncio.wait_for(self._ensure_client().get("models"), timeout=self.timeout)
+            return await asyncio.wait_for(self._ensure_client().get("models"), timeout=timeout or self.timeout)
 
         try:
             response = self._loop_thread.run(list_models())
@@ -260,17 +264,44 @@ class OpenAIChatClient:
             return []
         return self._loop_thread.run(self._complete_all(conversations))
 
-    async def _complete_all(self, conversations: list[list[dict[str, Any]]]) -> list[str | None]:
+    def complete_choices(
+        self, conversations: list[list[dict[str, Any]]], request_fields: dict[str, Any] | None = None
+    ) -> list[dict[str, Any] | None]:
+        """As [`OpenAIChatClient.complete`], with extra fields in each request body and the whole first choice of each
+        reply (e.g. its `logprobs`) instead of its text.
+
+        Args:
+            conversations (`list[list[dict]]`):
+                One list of OpenAI chat messages per request.
+            request_fields (`dict` or `None`, *optional*, defaults to `None`):
+                Fields added to (or replacing those of) every request body, e.g. `{"logprobs": True}`.
+
+        Returns:
+            `list[dict | None]`: Each reply's `choices[0]`, in order; `None` where `complete` gives `None`.
+        """
+        if not conversations:
+            return []
+        return self._loop_thread.run(self._complete_all(conversations, request_fields or {}, whole_choice=True))
+
+    async def _complete_all(
+        self,
+        conversations: list[list[dict[str, Any]]],
+        fields: dict[str, Any] | None = None,
+        whole_choice: bool = False,
+    ) -> list[Any]:
         self._ensure_client()
         results = await asyncio.gather(
-            *(self._complete_one(messages) for messages in conversations), return_exceptions=True
+            *(self._complete_one(messages, fields, whole_choice) for messages in conversations),
+            return_exceptions=True,
         )
         for result in results:
             if isinstance(result, BaseException):
                 raise result
         return results
 
-    async def _complete_one(self, messages: list[dict[str, Any]]) -> str | None:
+    async def _complete_one(
+        self, messages: list[dict[str, Any]], fields: dict[str, Any] | None = None, whole_choice: bool = False
+    ) -> Any:
         import httpx
 
         payload = json.dumps(
@@ -280,6 +311,7 @@ class OpenAIChatClient:
                 "max_tokens": self.max_new_tokens,
                 "temperature": self.temperature,
                 **self.request_kwargs,
+                **(fields or {}),
             }
         )
         headers = {"Content-Type": "application/json"}
@@ -296,7 +328,9 @@ class OpenAIChatClient:
                 response = await asyncio.wait_for(
                     client.post("chat/completions", content=payload, headers=headers), timeout=self.timeout
                 )
-            except (httpx.TransportError, asyncio.TimeoutError) as err:  # timeouts, refused or dropped connections
+            # Timeouts, refused or dropped connections, and replies httpx cannot decode: a failed attempt, never an
+            # exception that would stop the caller.
+            except (httpx.RequestError, asyncio.TimeoutError) as err:
                 error = type(err).__name__
                 logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
                 continue
@@ -313,23 +347,24 @@ class OpenAIChatClient:
                 logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
                 continue
             if status >= 400:
-                logger.warning(
+                logger.debug(
                     "The judge server rejected a request (HTTP %d: %s); its reply is None.",
                     status,
                     response.text[:300],
                 )
                 return None
             try:
-                content = response.json()["choices"][0]["message"]["content"]
+                choice = response.json()["choices"][0]
+                content = choice["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 content = err
-            if not isinstance(content, str):
-                logger.warning(
+            if not isinstance(content, str):  # HTTP 200 with no `choices`, a null message, an HTML error page
+                logger.debug(
                     "The judge server sent an unreadable reply (%s); its reply is None.", type(content).__name__
                 )
                 return None
-            return content
-        logger.warning(
+            return choice if whole_choice else content
+        logger.debug(
             "A judge request failed %d times (last error: %s); its reply is None.", self.max_retries + 1, error
         )
         return None

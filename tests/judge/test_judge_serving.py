@@ -30,7 +30,7 @@ def free_port() -> int:
 
 @pytest.mark.slow
 def test_sft_trained_judge_scores_in_process(constant_judge_dir):
-    judge = TransformersJudge(constant_judge_dir, batch_size=3, device="cpu", cache_size=0)
+    judge = TransformersJudge(constant_judge_dir, batch_size=3, device="cpu", cache_size=0, readout="greedy")
     batched = judge.score(QUESTIONS, RESPONSES, IMAGES)
     single = [judge.score([q], [r], [i])[0] for q, r, i in zip(QUESTIONS, RESPONSES, IMAGES)]
     assert batched == single == [0.7] * 4

@@ -17,7 +17,9 @@ from sophia_trl.judges import TransformersJudge, VLLMJudge, build_judge_messages
 
 @pytest.fixture(scope="module")
 def transformers_judge(tiny_judge_dir):
-    return TransformersJudge(tiny_judge_dir, batch_size=3, max_new_tokens=8, device="cpu", cache_size=0)
+    return TransformersJudge(
+        tiny_judge_dir, batch_size=3, max_new_tokens=8, device="cpu", cache_size=0, readout="greedy"
+    )
 
 
 def _length_score_generate(judge, seen):

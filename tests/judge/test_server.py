@@ -99,7 +99,8 @@ def test_authentication_error_raises_with_a_clear_message(loopback_server):
 
 
 def test_api_key_from_environment_is_sent_not_logged(loopback_server, monkeypatch, caplog):
-    caplog.set_level("DEBUG")
+    # On the package's logger: a recipe run earlier in the same process sets its level to INFO.
+    caplog.set_level("DEBUG", logger="sophia_trl")
     server = loopback_server()
     monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
     with make_judge(server, max_retries=1) as judge:

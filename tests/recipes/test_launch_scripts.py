@@ -109,7 +109,8 @@ def test_a_batch_that_does_not_split_into_groups_is_refused(tmp_path):
         tmp_path, "--", "--per_device_train_batch_size=3", "--gradient_accumulation_steps=1", NUM_GPUS="3", DRY_RUN="1"
     )
     # 3 completions x 2 training GPUs (the third serves the judge) x 1 step = 6, not a whole number of groups of 8.
-    assert result.returncode != 0 and "6 completions per step is not a multiple of num_generations=8" in result.stderr
+    assert result.returncode != 0
+    assert "6 completions per generation (3 x 2 processes x 1) is not a multiple of num_generations=8" in result.stderr
     assert not any("recipes/grpo.py" in command for command in commands(result))
 
 
@@ -199,3 +200,91 @@ def test_launch_trains_on_the_cpu_with_a_served_judge(tmp_path, loopback, tiny_v
         assert (entry["trust/judge_calls"], entry["trust/judge_failed"]) == (8, 0)
         assert entry["trust/thinking_reward_mean"] == 1.0
     assert loopback.requests["ok"] >= 2  # the probe, then the training requests (repeated completions are cached)
+
+
+def trl_accepts(train_command, monkeypatch):
+    """Parse the dry run's training command as recipes/grpo.py would, with TRL's world size set to its number of
+    processes, so that GRPOConfig's own start-up checks run; returns the parsed TrustGRPOConfig and that number."""
+    import shlex
+
+    import transformers
+    from recipe_helpers import make_parser
+
+    launcher, script_args = (shlex.split(part) for part in train_command.split("recipes/grpo.py", 1))
+    processes = int(launcher[launcher.index("--num_processes") + 1]) if "--num_processes" in launcher else 1
+    words = script_args
+    monkeypatch.setattr(transformers.TrainingArguments, "world_size", property(lambda self: processes))
+    config = load_yaml_file(ROOT / words[words.index("--config") + 1])
+    _, training_args, _ = make_parser("grpo", config).parse_args_and_config(
+        [str(w) for w in words], fail_with_unknown_args=True
+    )
+    return training_args, processes
+
+
+def load_yaml_file(path):
+    return yaml.safe_load(open(path))
+
+
+@pytest.mark.parametrize("vllm_mode", ["colocate", "server"])
+def test_dry_run_gives_a_layout_trl_accepts_for_1_to_16_gpus(tmp_path, monkeypatch, gpu_parsing, vllm_mode):
+    servers = 1 if vllm_mode == "colocate" else 2  # the judge, and in server mode the generation server
+    for num_gpus in range(1, 17):
+        result = launch(tmp_path, NUM_GPUS=str(num_gpus), VLLM_MODE=vllm_mode, DRY_RUN="1")
+        trains = [c for c in commands(result) if "recipes/grpo.py" in c]
+        if num_gpus <= servers:
+            # Nothing is started, and the message says what to change.
+            assert result.returncode != 0 and not trains, (num_gpus, result.stderr)
+            assert "No GPU left for training" in result.stderr and "JUDGE_URL=" in result.stderr
+            continue
+        assert result.returncode == 0, (num_gpus, result.stderr)
+        [train] = trains
+        args, processes = trl_accepts(train, monkeypatch)
+        assert processes == num_gpus - servers
+        # The paper's recipe: 4 completions per device, 4 accumulation steps, groups of 8.
+        completions = 4 * processes * 4
+        assert args.generation_batch_size == completions and completions % args.num_generations == 0
+        assert f"= {completions} completions per step = {completions // 8} prompts x 8 generations" in result.stderr
+        if vllm_mode == "colocate":
+            # TRL's colocate check (trl/generation/vllm_generation.py): the tensor-parallel size divides the processes.
+            expected_tp = 2 if processes % 2 == 0 else 1
+            assert args.vllm_tensor_parallel_size == expected_tp
+            assert processes % args.vllm_tensor_parallel_size == 0
+            assert f"{processes // expected_tp} engines of tensor-parallel size {expected_tp}" in result.stderr
+        else:
+            assert args.vllm_mode == "server"
+
+
+def test_an_explicit_tensor_parallel_size_that_does_not_divide_is_refused(tmp_path):
+    result = launch(tmp_path, "--", "--vllm_tensor_parallel_size", "2", NUM_GPUS="8", DRY_RUN="1")
+    assert result.returncode != 0
+    assert "vllm_tensor_parallel_size=2 does not divide the 7 training processes" in result.stderr
+    assert not any("recipes/grpo.py" in command for command in commands(result))
+
+
+def test_a_generation_batch_that_does_not_split_says_which_value_works(tmp_path):
+    result = launch(
+        tmp_path, "--", "--per_device_train_batch_size=3", "--gradient_accumulation_steps=1", NUM_GPUS="3", DRY_RUN="1"
+    )
+    # 3 x 2 processes x n must be a multiple of 8: n = 4 is the smallest.
+    assert "pass -- --gradient_accumulation_steps 4" in result.stderr
+    fixed = launch(
+        tmp_path, "--", "--per_device_train_batch_size=3", "--gradient_accumulation_steps=4", NUM_GPUS="3", DRY_RUN="1"
+    )
+    assert fixed.returncode == 0 and "= 24 completions per step = 3 prompts x 8 generations" in fixed.stderr
+
+
+def test_dry_run_base_vlm_judge_ablation_serves_the_untrained_model(tmp_path):
+    result = launch(
+        tmp_path,
+        NUM_GPUS="9",
+        DRY_RUN="1",
+        JUDGE_MODEL="Qwen/Qwen2.5-VL-3B-Instruct",
+        OVERRIDES=f"{ABLATIONS}/base_vlm_judge.yaml",
+    )
+    assert result.returncode == 0, result.stderr
+    serve, check, train = commands(result)
+    assert serve.startswith("scripts/serve_judge.sh vllm Qwen/Qwen2.5-VL-3B-Instruct 8001")
+    config = yaml.safe_load((tmp_path / "logs" / "base_vlm_judge_merged.yaml").read_text())
+    # Everything else is the paper's run: trust weighting and annealing on, the same judge prompt.
+    assert config["trust_weighting"] is True and config["thinking_reward_annealing"] == "exp"
+    assert config["output_dir"] == "outputs/Qwen2.5-VL-7B-Instruct-Trust-GRPO-base-vlm-judge"

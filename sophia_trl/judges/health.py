@@ -1,0 +1,121 @@
+"""The thinking judge's failure budget during training: a few failed calls are normal, an outage stops the run.
+
+A failed judge call gives a NaN thinking reward, which adds nothing to the reward. A judge that fails for most of the
+batch, step after step (its server died, was restarted with another model, or never came up), would otherwise let the
+run go on as plain GRPO without anyone noticing. [`JudgeFailureBudget`] counts the judge's calls and failures per
+step over a window of steps and raises [`JudgeOutageError`] when the failed fraction exceeds the budget.
+"""
+
+from __future__ import annotations
+
+import collections
+import logging
+
+logger = logging.getLogger(__name__)
+
+
+class JudgeOutageError(RuntimeError):
+    """The thinking judge failed more calls than the failure budget allows (see [`JudgeFailureBudget`])."""
+
+
+class JudgeFailureBudget:
+    """
+    Counts a thinking judge's calls and failed calls per training step and stops the run when too many fail.
+
+    [`~sophia_trl.TrustGRPOTrainer`] reports every scored step with [`update`]: the counts summed over all processes,
+    so every process takes the same decision. The step's failed fraction is logged as one warning per step (when
+    calls failed), not one line per request. Once `window` steps have been counted, a failed fraction over the last
+    `window` steps above `max_failed_fraction` raises [`JudgeOutageError`]; below it, failed calls stay NaN and the
+    run recovers by itself when the judge answers again.
+
+    Args:
+        judge_name (`str`):
+            How the judge is named in the messages, e.g. its URL and model.
+        max_failed_fraction (`float`, *optional*, defaults to `0.5`):
+            Largest tolerated fraction of failed calls over the window, in [0, 1]; 1 never stops the run.
+        window (`int`, *optional*, defaults to `10`):
+            Number of the latest steps over which the fraction is taken.
+        log_warnings (`bool`, *optional*, defaults to `True`):
+            Log the per-step warning (pass `False` on all processes but the main one).
+
+    Example:
+
+    ```python
+    >>> budget = JudgeFailureBudget("judge at http://localhost:8001/v1", max_failed_fraction=0.5, window=2)
+    >>> budget.update(step=0, calls=8, failed=8)  # one step is not a window yet: no error
+    >>> budget.update(step=1, calls=8, failed=2)  # 10 / 16 = 0.62 > 0.5
+    Traceback (most recent call last):
+    ...
+    sophia_trl.judges.health.JudgeOutageError: The thinking judge (judge at http://localhost:8001/v1) failed 10 of ...
+    ```
+    """
+
+    def __init__(self, judge_name: str, max_failed_fraction: float = 0.5, window: int = 10, log_warnings: bool = True):
+        if not 0.0 <= max_failed_fraction <= 1.0:
+            raise ValueError(f"max_failed_fraction must be in [0, 1], got {max_failed_fraction}.")
+        if window < 1:
+            raise ValueError(f"window must be >= 1 step, got {window}.")
+        self.judge_name = judge_name
+        self.max_failed_fraction = max_failed_fraction
+        self.window = window
+        self.log_warnings = log_warnings
+        self._steps: collections.deque[tuple[int, int]] = collections.deque(maxlen=window)  # (calls, failed)
+
+    @property
+    def failed_fraction(self) -> float:
+        """Failed fraction of the judge calls over the counted steps of the window (0 when no call was made)."""
+        calls = sum(c for c, _ in self._steps)
+        return sum(f for _, f in self._steps) / calls if calls else 0.0
+
+    def update(self, step: int, calls: int, failed: int) -> None:
+        """
+        Counts one step's judge calls and raises when the window's failed fraction exceeds the budget.
+
+        Args:
+            step (`int`):
+                The training step (for the messages).
+            calls (`int`):
+                Judge calls of the step, over all processes.
+            failed (`int`):
+                Failed calls among them (no score).
+
+        Raises:
+            [`JudgeOutageError`]: The window is full and its failed fraction exceeds `max_failed_fraction`.
+        """
+        self._steps.append((int(calls), int(failed)))
+        window_calls = sum(c for c, _ in self._steps)
+        window_failed = sum(f for _, f in self._steps)
+        fraction = self.failed_fraction
+        if failed and self.log_warnings:
+            logger.warning(
+                "Step %d: %d of %d thinking judge calls failed (%.0f%%); %.0f%% over the last %d steps, the run stops "
+                "above %.0f%% (judge_max_failed_fraction). Judge: %s.",
+                step,
+                failed,
+                calls,
+                100 * failed / max(calls, 1),
+                100 * fraction,
+                len(self._steps),
+                100 * self.max_failed_fraction,
+                self.judge_name,
+            )
+        if len(self._steps) == self.window and fraction > self.max_failed_fraction:
+            raise JudgeOutageError(
+                f"The thinking judge ({self.judge_name}) failed {window_failed} of {window_calls} calls "
+                f"({100 * fraction:.0f}%) over the last {self.window} steps (up to step {step}), more than "
+                f"judge_max_failed_fraction={self.max_failed_fraction} allows: the run would train without its "
+                "thinking reward. A checkpoint of the last finished step was saved; check the judge (its server log, "
+                "scripts/check_judge_server.py), then resume with --resume_from_checkpoint true. Raise "
+                "judge_max_failed_fraction or judge_failure_window to tolerate longer outages."
+            )
+
+
+def judge_label(judge: object) -> str:
+    """How errors and warnings name a judge: its served model and URL, or its checkpoint, or its class."""
+    kind = type(judge).__name__
+    base_url, model = getattr(judge, "base_url", None), getattr(judge, "model", None)
+    if isinstance(base_url, str):
+        return f"{kind} {model!r} at {base_url}"
+    config = getattr(model, "config", None)
+    path = getattr(judge, "model_name_or_path", None) or getattr(config, "_name_or_path", None)
+    return f"{kind} from {path}" if path else kind
