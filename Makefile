@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow quality style eval lab clean
+.PHONY: setup demo test test-slow quality style eval lab lab-sparse lab-rules clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,15 @@ eval: setup
 
 lab: setup
 	$(PY) benchmarks/learning_lab.py --output_dir outputs/learning_lab
+
+# The trust rules in the sparse regime (55 runs) and in the default regime (35 runs): docs/learning_lab.md
+lab-sparse: setup
+	$(PY) benchmarks/learning_lab.py --task sparse --seeds 5 --judges reliable adversarial \
+		--arms grpo naive trust_grpo trust_grpo_official reliability reliability_separate --output_dir outputs/lab_sparse
+
+lab-rules: setup
+	$(PY) benchmarks/learning_lab.py --seeds 5 --judges reliable adversarial \
+		--arms grpo trust_grpo reliability reliability_separate --output_dir outputs/lab_rules
 
 clean:
 	rm -rf outputs .pytest_cache .import_linter_cache .grimp_cache

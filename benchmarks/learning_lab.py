@@ -26,6 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from benchmarks.lab.experiment import ARMS, QUICK, LabConfig, format_sft_check, run_lab
 from benchmarks.lab.judges import JUDGE_KINDS
+from benchmarks.lab.task import TASKS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -43,6 +44,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--judges", nargs="+", choices=JUDGE_KINDS, help="Judges (default: all three).")
     parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="Arms (default: all six).")
     parser.add_argument("--workers", type=int, help=f"Runs in parallel (default {defaults.workers}).")
+    parser.add_argument(
+        "--task",
+        choices=list(TASKS),
+        help="Task variant (default 'default', 4 operands; 'sparse': 5 operands of 0-9, few right answers at the start).",
+    )
+    parser.add_argument("--max_completion_length", type=int, help="Tokens per completion (default: the task's).")
     return parser.parse_args(argv)
 
 
@@ -53,6 +60,8 @@ def main(argv: list[str] | None = None) -> dict:
     overrides = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(LabConfig) if getattr(args, f.name, None) is not None
     }
+    if "task" in overrides and "max_completion_length" not in overrides:
+        overrides["max_completion_length"] = None  # the new task's own length, not the base config's
     config = dataclasses.replace(base, **overrides)
     print(f"Learning lab: {config}")
     report = run_lab(config, args.output_dir)

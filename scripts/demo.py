@@ -6,8 +6,13 @@ Step 2 - generate the synthetic multimodal task and judge data with sound and fl
 Step 3 - warm-start the policy with SFT on responses in the `<think>...</think><answer>...</answer>` format, so that
          it writes answers the outcome reward can check (the paper starts from an instruction-tuned model).
 Step 4 - stage 1: train the thinking reward model (`recipes/thinking_reward.py`).
-Step 5 - stage 2: Trust-GRPO with that judge (`recipes/grpo.py`).
-Step 6 - report: judge MAE on held-out data, trust metrics, and the policy's reward before and after stage 2.
+Step 5 - stage 2: Trust-GRPO with that judge (`recipes/grpo.py`), on questions where the tiny policy is sometimes
+         right and sometimes wrong (multiple choice and colour/shape questions mixed in), so
+         that groups are mixed and the trust weight has something to measure (2 prompts x 16 completions per step,
+         256 completion tokens).
+Step 6 - report: the judge's ranking of responses to the same held-out question (what GRPO uses) and its error, the
+         trust weight per step (mixed groups, gamma where the judge disagrees with the outcome), what the thinking
+         reward added, and the policy's reward before and after stage 2.
 
 Every stage runs as its own command, exactly as a user would run it; the report is written to OUTPUT_DIR/report.md.
 """
@@ -25,13 +30,24 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from sophia_trl.prompts import build_prompt
+from sophia_trl.data import JUDGE_DATA_FEATURES
+from sophia_trl.prompts import build_prompt, format_question
 from sophia_trl.rewards import PROBLEM_TYPES, format_reward, outcome_reward
 from sophia_trl.synthetic import FLAWS, make_synthetic_dataset, make_thinking_dataset, sample_problem, write_response
 from sophia_trl.tiny import build_tiny_vlm
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("demo")
+
+# Stage 2 draws these types in turn: the tiny policy answers about 4 % of all questions right, too few for a group of
+# completions to hold right and wrong answers; multiple-choice and colour/shape ("text") questions, where a sampled
+# answer is right about a quarter of the time, make most groups mixed, and the other types keep the task whole.
+GRPO_PROBLEM_TYPES = ["multiple choice", "text", "numerical", "multiple choice", "text", "free-form"]
+GRPO_NUM_GENERATIONS = 16  # G: at ~5 % right, a group of 16 holds a right answer about half the time (4 % of 8: 28 %)
+GRPO_PROMPTS_PER_STEP = 2
+GRPO_MAX_COMPLETION_LENGTH = (
+    256  # the warm-started policy writes ~125 tokens and often more: at 128 most answers are cut
+)
 
 
 def run(cmd: list[str], log_file: Path) -> None:
@@ -60,6 +76,27 @@ def warm_start_data(num_rows: int, seed: int, flawed_fraction: float) -> Dataset
             }
         )
     return Dataset.from_list(rows)
+
+
+def judge_test_groups(num_questions: int, seed: int) -> Dataset:
+    """Held-out judge data in question groups: a sound response and three flawed ones to each question, so that the
+    judge's ranking of responses to the same question, what GRPO's group normalisation uses, can be measured."""
+    rows = []
+    for i in range(num_questions):
+        rng = random.Random(f"demo-judge-test/{seed}/{i}")
+        problem = sample_problem(rng, PROBLEM_TYPES[i % len(PROBLEM_TYPES)])
+        for flaw in [None, *rng.sample(FLAWS, 3)]:
+            response, score = write_response(problem, rng, flaw)
+            rows.append(
+                {
+                    "question": format_question(problem.problem, problem.options),
+                    "image": problem.image,
+                    "response": response,
+                    "score": score,
+                    "problem_type": problem.problem_type,
+                }
+            )
+    return Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)
 
 
 def warm_start(base_dir: Path, output_dir: Path, dataset: Dataset, max_steps: int) -> None:
@@ -117,22 +154,54 @@ def sampled_rewards(model_dir: Path, dataset: Dataset, num_samples: int, max_new
     }
 
 
+TRUST_COLUMNS = {
+    "trust/mixed_group_frac": "mixed groups",
+    "trust/untrusted_frac": "groups with gamma < 1",
+    "trust/gamma_mean": "gamma (mean over groups)",
+    "trust/alpha": "alpha_t",
+    "trust/outcome_reward_mean": "outcome reward",
+    "trust/thinking_reward_mean": "judge score (raw)",
+    "rewards/thinking_reward/mean": "thinking term added (gamma * alpha_t * score)",
+}
+
+
 def trust_summary(log_history: list[dict]) -> dict[str, float]:
-    keys = ["trust/alpha", "trust/gamma_mean", "trust/untrusted_frac", "trust/mixed_group_frac"]
-    keys += ["trust/thinking_reward_mean", "trust/judge_calls", "trust/judge_failed", "trust/outcome_reward_mean"]
+    """Mean over the logged steps of the trust metrics (and the judge calls)."""
     entries = [e for e in log_history if "trust/alpha" in e]
     summary = {}
-    for key in keys:
+    for key in [*TRUST_COLUMNS, "trust/judge_calls", "trust/judge_failed"]:
         values = [e[key] for e in entries if e.get(key) is not None]
         summary[key] = statistics.fmean(values) if values else float("nan")
     return summary
+
+
+def trust_counts(log_history: list[dict], groups_per_step: int) -> str:
+    """How many groups were mixed over the run, and in how many of them the judge's ranking lowered gamma."""
+    entries = [e for e in log_history if "trust/alpha" in e]
+    mixed = sum(round(e["trust/mixed_group_frac"] * groups_per_step) for e in entries)
+    untrusted = sum(round(e["trust/untrusted_frac"] * groups_per_step) for e in entries)
+    gammas = [e["trust/gamma_mean"] for e in entries if e["trust/untrusted_frac"] > 0]
+    lowest = f"; the lowest step mean of gamma was {min(gammas):.3f}" if gammas else ""
+    return (
+        f"{mixed} of {len(entries) * groups_per_step} groups were mixed; in {untrusted} of them the judge scored the "
+        f"wrong answers higher on average, so gamma fell below 1{lowest}."
+    )
+
+
+def trust_table(log_history: list[dict]) -> list[str]:
+    """One row per logged step: how many groups were mixed, where gamma fell below 1, and what the judge added."""
+    entries = [e for e in log_history if "trust/alpha" in e]
+    lines = ["| step | " + " | ".join(TRUST_COLUMNS.values()) + " |", "|---" * (len(TRUST_COLUMNS) + 1) + "|"]
+    for e in entries:
+        lines.append(f"| {e['step']} | " + " | ".join(f"{e.get(k, float('nan')):.3f}" for k in TRUST_COLUMNS) + " |")
+    return lines
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="outputs/demo", help="Where every stage writes (YAML paths match).")
     parser.add_argument("--judge_type", choices=["generative", "scalar"], default="generative")
-    parser.add_argument("--grpo_steps", type=int, default=16, help="Trust-GRPO steps (stage 2).")
+    parser.add_argument("--grpo_steps", type=int, default=24, help="Trust-GRPO steps (stage 2).")
     parser.add_argument("--judge_steps", type=int, default=None, help="Judge training steps (default: the YAML's).")
     parser.add_argument("--warm_start_steps", type=int, default=100, help="SFT steps of the policy warm start.")
     parser.add_argument("--eval_prompts", type=int, default=16, help="Held-out prompts for the before/after report.")
@@ -151,11 +220,14 @@ def main() -> None:
 
     logger.info("Step 2 - synthetic task and judge data")
     DatasetDict(
-        {"train": make_synthetic_dataset(256, seed=0), "test": make_synthetic_dataset(64, seed=0, start_index=256)}
+        {
+            "train": make_synthetic_dataset(256, seed=0, problem_types=GRPO_PROBLEM_TYPES),
+            "test": make_synthetic_dataset(64, seed=0, start_index=256, problem_types=GRPO_PROBLEM_TYPES),
+        }
     ).save_to_disk(out / "data" / "synthetic")
-    DatasetDict(
-        {"train": make_thinking_dataset(512, seed=0), "test": make_thinking_dataset(64, seed=0, start_index=512)}
-    ).save_to_disk(out / "data" / "thinking")
+    DatasetDict({"train": make_thinking_dataset(512, seed=0), "test": judge_test_groups(16, seed=0)}).save_to_disk(
+        out / "data" / "thinking"
+    )
     timings["models and data"] = time.time() - start
 
     t = time.time()
@@ -196,6 +268,10 @@ def main() -> None:
             f"--dataset_name={out / 'data' / 'synthetic'}",
             f"--output_dir={out / 'trust-grpo'}",
             f"--max_steps={args.grpo_steps}",
+            f"--num_generations={GRPO_NUM_GENERATIONS}",
+            f"--per_device_train_batch_size={GRPO_PROMPTS_PER_STEP * GRPO_NUM_GENERATIONS}",
+            f"--max_completion_length={GRPO_MAX_COMPLETION_LENGTH}",
+            "--logging_steps=1",
         ],
         logs / "stage2_trust_grpo.log",
     )
@@ -204,11 +280,13 @@ def main() -> None:
     t = time.time()
     logger.info("Step 6 - report")
     test = load_from_disk(out / "data" / "synthetic")["test"].select(range(args.eval_prompts))
-    before = sampled_rewards(out / "policy", test, num_samples=4, max_new_tokens=128)
-    after = sampled_rewards(out / "trust-grpo", test, num_samples=4, max_new_tokens=128)
+    before = sampled_rewards(out / "policy", test, num_samples=4, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
+    after = sampled_rewards(out / "trust-grpo", test, num_samples=4, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
     judge_metrics = json.loads((out / "judge" / "judge_eval_results.json").read_text())
     state = json.loads((out / "trust-grpo" / "trainer_state.json").read_text())
     trust = trust_summary(state["log_history"])
+    per_step = trust_table(state["log_history"])
+    counts = trust_counts(state["log_history"], GRPO_PROMPTS_PER_STEP)
     timings["report"] = time.time() - t
     timings["total"] = time.time() - start
 
@@ -219,11 +297,27 @@ def main() -> None:
         "",
         "## Thinking reward model (stage 1), held-out judge data",
         "",
+        "16 held-out questions with 4 responses each (one sound, three flawed). What GRPO uses is the judge's ranking",
+        "of responses to the same question: `pairwise_accuracy` is the fraction of pairs of responses to one question,",
+        "with different labelled scores, that the judge orders as the labels do (0.5 is chance); `mae` is its error on",
+        "the score itself.",
+        "",
         *[f"- {k}: {v:.4f}" if isinstance(v, float) else f"- {k}: {v}" for k, v in judge_metrics.items()],
         "",
-        "## Trust-GRPO (stage 2), mean over logged steps",
+        f"## Trust-GRPO (stage 2), {GRPO_PROMPTS_PER_STEP} prompts x {GRPO_NUM_GENERATIONS} completions per step",
         "",
-        *[f"- {k}: {v:.4f}" for k, v in trust.items()],
+        counts,
+        "",
+        "A group is mixed when it holds right and wrong answers; there gamma = exp(mu_right - mu_wrong) < 1 when the",
+        "judge scores the wrong answers higher on average, and 1 otherwise (and in every uniform group). The thinking",
+        "term is what the judge added to each completion's reward, gamma * alpha_t * score, on top of the outcome and",
+        "format rewards.",
+        "",
+        *per_step,
+        "",
+        "Mean over steps:",
+        "",
+        *[f"- {TRUST_COLUMNS.get(k, k)}: {v:.4f}" for k, v in trust.items()],
         "",
         f"## Policy on {args.eval_prompts} held-out prompts, 4 sampled completions each",
         "",

@@ -257,10 +257,12 @@ def group_normalize(x: torch.Tensor, num_generations: int) -> torch.Tensor:
 def normalize_columns_jointly(columns: torch.Tensor, weights: torch.Tensor, num_generations: int) -> torch.Tensor:
     """Rescales reward columns so that their weighted sum is group-normalised, as GRPO normalises it.
 
-    With c_k = weight_k * column_k (NaN counted as 0, as TRL's `nansum`) and S = sum_k c_k, column k becomes
-    (c_k - group mean of c_k) / (group std of S + 1e-4) / weight_k. The weighted sum of the new columns is then
-    (S - mean S) / (std S + 1e-4), GRPO's advantage of these columns alone, while each column still shows its own
-    part (a format reward stays a column of its own). A NaN entry stays NaN; a column of weight 0 becomes 0.
+    With c_k = weight_k * column_k and S = sum_k c_k, column k becomes (c_k - group mean of c_k) / (group std of S +
+    1e-4) / weight_k, so the weighted sum of the new columns is (S - mean S) / (std S + 1e-4), GRPO's advantage of these
+    columns alone, while each column still shows its own part (a format reward stays a column of its own). As in TRL's
+    `nansum`, a NaN entry counts as 0 (it becomes a finite value here, so that the row's columns still add up); a row
+    whose entries are all NaN stays NaN and is left out of its group's mean and std, as TRL leaves unscorable rows out of
+    the baseline. A column of weight 0 becomes 0.
 
     Args:
         columns (`torch.Tensor`):
@@ -282,10 +284,13 @@ def normalize_columns_jointly(columns: torch.Tensor, weights: torch.Tensor, num_
     w = weights.to(columns.device, torch.float32)
     c = torch.nan_to_num(columns.float(), nan=0.0) * w  # (B, K)
     grouped = c.view(-1, num_generations, num_cols)  # (num_groups, G, K)
-    total = grouped.sum(dim=2)  # (num_groups, G)
-    std = total.std(dim=1, keepdim=True) if num_generations > 1 else torch.zeros_like(total[:, :1])
-    centred = grouped - grouped.mean(dim=1, keepdim=True)  # (num_groups, G, K)
-    scaled = (centred / (std.unsqueeze(2) + NORM_EPS)).view(-1, num_cols)  # (B, K)
+    valid = ~torch.isnan(columns).all(dim=1).view(-1, num_generations, 1)  # (num_groups, G, 1)
+    n = valid.sum(dim=1, keepdim=True)  # (num_groups, 1, 1)
+    mean = (grouped * valid).sum(dim=1, keepdim=True) / n.clamp(min=1)  # (num_groups, 1, K)
+    centred = (grouped - mean) * valid  # (num_groups, G, K)
+    total = centred.sum(dim=2, keepdim=True)  # (num_groups, G, 1): S - mean S
+    std = ((total**2).sum(dim=1, keepdim=True) / (n - 1).clamp(min=1)).sqrt()  # (num_groups, 1, 1), unbiased
+    scaled = (centred / (std + NORM_EPS)).view(-1, num_cols)  # (B, K)
     safe_w = torch.where(w == 0, torch.ones_like(w), w)
     out = torch.where(w == 0, torch.zeros_like(scaled), scaled / safe_w)
-    return torch.where(torch.isnan(columns), columns, out)
+    return torch.where(valid.view(-1, 1), out, torch.full_like(out, torch.nan))

@@ -5,7 +5,18 @@ import torch
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sophia_trl.trust import annealed_alpha, official_preset_masks, thinking_bonus, trust_weights
+from sophia_trl.trust import (
+    annealed_alpha,
+    group_normalize,
+    normalize_columns_jointly,
+    official_preset_masks,
+    ranking_pairs,
+    reliability_auc,
+    reliability_weight,
+    thinking_bonus,
+    trust_weights,
+    update_reliability,
+)
 
 nan = float("nan")
 
@@ -133,3 +144,119 @@ def test_thinking_bonus():
     assert math.isnan(bonus[1].item())  # a failed judge call adds nothing (TRL's nansum), it is not a 0 score
     inactive = thinking_bonus(thinking, gamma, alpha=0.3, num_generations=2, active=torch.tensor([True, False]))
     assert inactive[2:].tolist() == [0.0, 0.0]
+
+
+@pytest.mark.parametrize(
+    "outcome, thinking, G, expected",
+    [
+        # right 0.9 and 0.4 against wrong 0.4 and 0.1: wins 0.9>0.4, 0.9>0.1, 0.4>0.1, tie 0.4=0.4 -> 3.5 of 4
+        ([1.0, 1.0, 0.0, 0.0], [0.9, 0.4, 0.4, 0.1], 4, (3.5, 4)),
+        # the judge ranks the wrong answer first: 0 of 1
+        ([1.0, 0.0], [0.2, 0.8], 2, (0.0, 1)),
+        # uniform groups have no pairs
+        ([1.0, 1.0, 0.0, 0.0], [0.9, 0.1, 0.5, 0.2], 2, (0.0, 0)),
+        # pairs only within a group: group 1 loses (0.2 < 0.8), group 2 ties (0.3 = 0.3)
+        ([1.0, 0.0, 0.0, 1.0], [0.2, 0.8, 0.3, 0.3], 2, (0.5, 2)),
+        # a NaN score (failed call) is in no pair: only right 0.5 against wrong 0.7 is left
+        ([1.0, 0.0, 0.0], [0.5, nan, 0.7], 3, (0.0, 1)),
+        # the threshold is inclusive: 0.5 is right, 0.49 wrong
+        ([0.5, 0.49], [0.6, 0.1], 2, (1.0, 1)),
+        # one right against three wrong: beats 0.2 and 0.3, loses to 0.9 -> 2 of 3
+        ([1.0, 0.0, 0.0, 0.0], [0.5, 0.2, 0.9, 0.3], 4, (2.0, 3)),
+    ],
+)
+def test_ranking_pairs_hand_worked(outcome, thinking, G, expected):
+    score_sum, num_pairs = ranking_pairs(torch.tensor(outcome), torch.tensor(thinking), G)
+    assert (score_sum, num_pairs) == (pytest.approx(expected[0]), expected[1])
+
+
+@pytest.mark.parametrize(
+    "state, score_sum, num_pairs, decay, expected_state, expected_auc",
+    [
+        ((0.0, 0.0), 3.5, 4, 0.9, (3.5, 4.0), 0.875),  # the first evidence replaces the prior
+        ((3.5, 4.0), 0.0, 2, 0.9, (3.15, 5.6), 3.15 / 5.6),  # 0.9 * 3.5 + 0, 0.9 * 4 + 2
+        ((3.5, 4.0), 0.0, 0, 0.9, (3.15, 3.6), 0.875),  # no pairs: the past fades, the estimate stays
+        ((9.0, 10.0), 1.0, 10, 0.0, (1.0, 10.0), 0.1),  # decay 0: this step only
+    ],
+)
+def test_update_reliability_hand_worked(state, score_sum, num_pairs, decay, expected_state, expected_auc):
+    new = update_reliability(state, score_sum, num_pairs, decay)
+    assert new == pytest.approx(expected_state)
+    assert reliability_auc(new, prior=0.5) == pytest.approx(expected_auc)
+
+
+def test_reliability_auc_prior_before_any_pair():
+    assert reliability_auc((0.0, 0.0), prior=0.5) == 0.5
+    assert reliability_auc((0.0, 0.0), prior=0.8) == 0.8
+
+
+@pytest.mark.parametrize("auc, weight", [(1.0, 1.0), (0.9, 0.8), (0.75, 0.5), (0.5, 0.0), (0.2, 0.0), (0.0, 0.0)])
+def test_reliability_weight(auc, weight):
+    assert reliability_weight(auc) == pytest.approx(weight)
+
+
+def test_group_normalize_hand_worked():
+    x = torch.tensor([1.0, 0.0, 0.0, 0.0, 0.7, 0.7, 0.7, 0.7, 1.0, nan, 0.0, 0.0, nan, nan, nan, 0.3])
+    out = group_normalize(x, num_generations=4)
+    # group 1: mean 0.25, unbiased std sqrt((0.5625 + 3 * 0.0625) / 3) = 0.5
+    torch.testing.assert_close(out[:4], torch.tensor([0.75, -0.25, -0.25, -0.25]) / (0.5 + 1e-4))
+    assert out[4:8].tolist() == [0.0] * 4  # all equal
+    # group 3 without its NaN: mean 1/3, std sqrt((4/9 + 2/9) / 2) = sqrt(1/3)
+    std = math.sqrt(1 / 3) + 1e-4
+    torch.testing.assert_close(out[[8, 10, 11]], torch.tensor([2 / 3, -1 / 3, -1 / 3]) / std)
+    assert math.isnan(out[9].item())
+    assert out[15].item() == 0.0 and all(math.isnan(v) for v in out[12:15].tolist())  # one value: 0
+
+
+def test_normalize_columns_jointly_hand_worked():
+    # outcome and a format reward of weight 0.5: S = (1.25, 0.5, 0, 1.5), mean 0.8125, std 0.68845
+    columns = torch.tensor([[1.0, 0.5], [0.0, 1.0], [0.0, 0.0], [1.0, 1.0]])
+    out = normalize_columns_jointly(columns, torch.tensor([1.0, 0.5]), num_generations=4)
+    std = math.sqrt((0.4375**2 + 0.3125**2 + 0.8125**2 + 0.6875**2) / 3) + 1e-4
+    # column k: (w_k * r_k - its group mean) / std / w_k; 0.5 * format = (0.25, 0.5, 0, 0.5), mean 0.3125
+    torch.testing.assert_close(out[:, 0], torch.tensor([0.5, -0.5, -0.5, 0.5]) / std)
+    torch.testing.assert_close(out[:, 1], torch.tensor([-0.0625, 0.1875, -0.3125, 0.1875]) / 0.5 / std)
+    torch.testing.assert_close(out @ torch.tensor([1.0, 0.5]), torch.tensor([0.4375, -0.3125, -0.8125, 0.6875]) / std)
+
+
+def test_normalize_columns_jointly_nan_and_zero_weights():
+    columns = torch.tensor([[1.0, nan, 0.3], [0.0, 1.0, 0.9]])
+    out = normalize_columns_jointly(columns, torch.tensor([1.0, 1.0, 0.0]), num_generations=2)
+    assert out[:, 2].tolist() == [0.0, 0.0]  # a weight-0 column adds nothing, as in GRPO
+    # The NaN counts as 0, as in TRL's nansum: S = (1, 1), std 0, so each row's columns add up to 0 (the columns are
+    # (+-0.5) / 1e-4 each, and cancel).
+    torch.testing.assert_close(out[:, :2].sum(dim=1), torch.zeros(2))
+    torch.testing.assert_close(out[:, 0], torch.tensor([0.5, -0.5]) / 1e-4)
+    # A row with no reward at all stays NaN and is out of its group's statistics: S = (1, 0) over rows 0 and 2.
+    columns = torch.tensor([[1.0, nan], [nan, nan], [0.0, 0.0]])
+    out = normalize_columns_jointly(columns, torch.tensor([1.0, 1.0]), num_generations=3)
+    assert all(math.isnan(v) for v in out[1].tolist())
+    torch.testing.assert_close(out[[0, 2], 0], torch.tensor([0.5, -0.5]) / (math.sqrt(0.5) + 1e-4))
+    assert out[[0, 2], 1].tolist() == [0.0, 0.0]
+    with pytest.raises(ValueError, match="shape"):
+        normalize_columns_jointly(columns, torch.tensor([1.0]), num_generations=3)
+
+
+@settings(max_examples=100, deadline=None)
+@given(
+    st.integers(2, 5).flatmap(
+        lambda g: st.tuples(
+            st.just(g),
+            st.lists(st.sampled_from([0.0, 1.0]), min_size=2 * g, max_size=2 * g),
+            st.lists(st.integers(0, 10).map(lambda k: k / 10), min_size=2 * g, max_size=2 * g),
+            st.lists(st.sampled_from([0.0, 0.5, 1.0]), min_size=2 * g, max_size=2 * g),
+        )
+    )
+)
+def test_reliability_properties(case):
+    g, outcome, thinking, fmt = case
+    o, t = torch.tensor(outcome), torch.tensor(thinking)
+    score_sum, num_pairs = ranking_pairs(o, t, g)
+    # A judge scoring in the opposite order wins exactly the pairs the first one lost (ties count 1/2 to both); scores
+    # are tenths, as the judges give them, so that 1 - t keeps every tie and every order.
+    flipped_sum, flipped_pairs = ranking_pairs(o, 1.0 - t, g)
+    assert flipped_pairs == num_pairs and score_sum + flipped_sum == pytest.approx(num_pairs, abs=1e-6)
+    # The jointly normalised columns add up to GRPO's normalisation of the weighted sum.
+    columns, weights = torch.stack([o, torch.tensor(fmt)], dim=1), torch.tensor([1.0, 0.5])
+    joint = normalize_columns_jointly(columns, weights, g) @ weights
+    torch.testing.assert_close(joint, group_normalize(columns @ weights, g), atol=1e-4, rtol=1e-4)

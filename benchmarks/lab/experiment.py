@@ -30,7 +30,7 @@ from sophia_trl.configs import TrustGRPOConfig
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 
 from .judges import JUDGE_KINDS, LabJudge, parse_problem
-from .task import STYLES, build_tokenizer, make_problems, outcome_score, read_response, write_response
+from .task import STYLES, TASKS, build_tokenizer, make_problems, outcome_score, read_response, write_response
 
 logger = logging.getLogger(__name__)
 
@@ -46,9 +46,18 @@ ARMS: dict[str, dict | None] = {
         "thinking_reward_annealing": "exp",
         "thinking_reward_preset": "official",
     },
+    # trust_grpo with one of the reliability rules in place of the paper's gamma (see sophia_trl.trust)
+    "reliability": {"trust_weighting": True, "thinking_reward_annealing": "exp", "trust_rule": "reliability"},
+    "reliability_separate": {
+        "trust_weighting": True,
+        "thinking_reward_annealing": "exp",
+        "trust_rule": "reliability_separate",
+        "scale_rewards": "none",
+    },
 }
 # Share of each reasoning style in the SFT data: flawed styles are common enough that GRPO has something to choose.
 SFT_STYLE_MIX = {None: 0.4, "filler": 0.3, "slip": 0.15, "carried": 0.15}
+SFT_STYLE_MIXES = {"default": SFT_STYLE_MIX, "sparse": SFT_STYLE_MIX}  # per task: the sparse task is harder, not rarer
 CORRECT_THRESHOLD = 0.5
 
 
@@ -80,10 +89,14 @@ class LabConfig:
             Runs in parallel, one CPU thread each.
         num_generations (`int`, *optional*, defaults to `8`), prompts_per_step (`int`, *optional*, defaults to `8`):
             Group size G and prompts per GRPO step.
-        max_completion_length (`int`, *optional*, defaults to `32`):
-            Tokens per completion (a sound response takes 28 with its EOS).
+        max_completion_length (`int` or `None`, *optional*, defaults to `None`):
+            Tokens per completion; `None` takes the task's (32 for "default", where a sound response takes 28 with its
+            EOS; 36 for "sparse").
         learning_rate (`float`, *optional*, defaults to `1e-4`):
             GRPO learning rate.
+        task (`str`, *optional*, defaults to `"default"`):
+            Task variant from `benchmarks.lab.task.TASKS`: `"default"` (4 operands of 0-5) or `"sparse"` (5 operands
+            of 0-9, a warm start that answers few prompts right).
     """
 
     sft_examples: int = 6000
@@ -98,10 +111,15 @@ class LabConfig:
     workers: int = 2
     num_generations: int = 8
     prompts_per_step: int = 8
-    max_completion_length: int = 32
+    max_completion_length: int | None = None
     learning_rate: float = 1e-4
+    task: str = "default"
 
     def __post_init__(self):
+        if self.task not in TASKS:
+            raise ValueError(f"Unknown task {self.task!r}; choose from {list(TASKS)}.")
+        if self.max_completion_length is None:
+            self.max_completion_length = TASKS[self.task].max_completion_length
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise ValueError(f"Unknown arm(s) {unknown}; choose from {list(ARMS)}.")
@@ -146,15 +164,19 @@ def build_policy(tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausa
     return Qwen2ForCausalLM(config)
 
 
-def sft_dataset(num: int, seed: int) -> Dataset:
-    """Prompt-completion rows with reasoning styles mixed as `SFT_STYLE_MIX`; each completion ends with the EOS."""
+def sft_dataset(num: int, seed: int, task: str = "default") -> Dataset:
+    """Prompt-completion rows with reasoning styles mixed as `SFT_STYLE_MIXES[task]`; each completion ends with the
+    EOS."""
     rng = random.Random(seed)
-    styles, weights = list(SFT_STYLE_MIX), list(SFT_STYLE_MIX.values())
+    mix = SFT_STYLE_MIXES[task]
+    styles, weights = list(mix), list(mix.values())
+    variant = TASKS[task]
     rows = []
-    for problem in make_problems(num, seed):
+    for problem in make_problems(num, seed, variant):
         flaw = rng.choices(styles, weights)[0]
+        response = write_response(problem, rng, flaw, variant.max_number)
         # The EOS is appended with a space here: the word-level tokenizer splits on whitespace only.
-        rows.append({"prompt": problem.prompt, "completion": " " + write_response(problem, rng, flaw) + " <eos>"})
+        rows.append({"prompt": problem.prompt, "completion": " " + response + " <eos>"})
     return Dataset.from_list(rows)
 
 
@@ -164,13 +186,20 @@ def train_sft(output_dir: Path, config: LabConfig, seed: int) -> Path:
 
     A model already saved there by the same SFT settings is reused (`sft_settings.json` records them).
     """
-    settings = {"seed": seed, "examples": config.sft_examples, "epochs": config.sft_epochs, "mix": str(SFT_STYLE_MIX)}
+    settings = {
+        "seed": seed,
+        "examples": config.sft_examples,
+        "epochs": config.sft_epochs,
+        "mix": str(SFT_STYLE_MIXES[config.task]),
+    }
+    if config.task != "default":
+        settings["task"] = str(TASKS[config.task])
     marker = output_dir / "sft_settings.json"
     if marker.exists() and json.loads(marker.read_text()) == settings:
         logger.info("Reusing the SFT model in %s (same settings).", output_dir)
         return output_dir
     torch.set_num_threads(1)  # on a shared 2-core machine one thread was faster than two
-    tokenizer = build_tokenizer()
+    tokenizer = build_tokenizer(TASKS[config.task].max_number)
     model = build_policy(tokenizer, seed)
     args = SFTConfig(
         output_dir=str(output_dir),
@@ -192,7 +221,7 @@ def train_sft(output_dir: Path, config: LabConfig, seed: int) -> Path:
     trainer = SFTTrainer(
         model=model,
         args=args,
-        train_dataset=sft_dataset(config.sft_examples, seed=10_000 + seed),
+        train_dataset=sft_dataset(config.sft_examples, seed=10_000 + seed, task=config.task),
         processing_class=tokenizer,
     )
     trainer.train()
@@ -305,11 +334,13 @@ class LabTrainer(TrustGRPOTrainer):
         if not self.model.training:
             return rewards_per_func
         bonus = gamma = None
+        # Graded here, not read from column 0: a reliability rule may hand TRL that column normalised.
+        outcome = torch.tensor(lab_outcome_reward(completions, prompts), dtype=torch.float32)
         if self.thinking_judge is not None:
             bonus = rewards_per_func[:, -1]
             # The trainer logs each row's gamma as a completions-table column; single process, so it is the batch.
             gamma = torch.tensor(self._pending_extra_logs["trust_gamma"][-len(prompts) :])
-        row = group_diagnostics(rewards_per_func[:, 0].cpu(), bonus, gamma, self.num_generations)
+        row = group_diagnostics(outcome, bonus, gamma, self.num_generations)
         self.diagnostics.append({"step": self.state.global_step, **row})
         return rewards_per_func
 
@@ -356,8 +387,10 @@ def run_arm(spec: RunSpec) -> dict:
     tokenizer = PreTrainedTokenizerFast.from_pretrained(spec.sft_dir)
     model = AutoModelForCausalLM.from_pretrained(spec.sft_dir)
     num_prompts = config.grpo_steps * config.prompts_per_step
-    train = Dataset.from_dict({"prompt": [p.prompt for p in make_problems(num_prompts, seed=20_000 + spec.seed)]})
-    held_out = make_problems(config.eval_prompts, seed=99)
+    variant = TASKS[config.task]
+    problems = make_problems(num_prompts, seed=20_000 + spec.seed, variant=variant)
+    train = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
+    held_out = make_problems(config.eval_prompts, seed=99, variant=variant)
     arm_settings = ARMS[spec.arm] or {}
     args = TrustGRPOConfig(
         output_dir=spec.output_dir,
@@ -423,6 +456,7 @@ RUN_SETTINGS = (
     "prompts_per_step",
     "max_completion_length",
     "learning_rate",
+    "task",
 )
 
 
@@ -507,6 +541,61 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
         row["steps_per_second"] = mean_sd([r["steps_per_second"] for r in runs])
         rows.append(row)
     return rows
+
+
+def paired_difference(
+    results: list[dict], arm: str, judge: str | None, baseline: str, baseline_judge: str | None, key: str
+) -> tuple[float, float, int]:
+    """
+    Final `key` ("accuracy" or "sound") of the runs of (`arm`, `judge`) minus that of the (`baseline`,
+    `baseline_judge`) run with the same seed and SFT init: mean, standard error (sd / sqrt(n)) and number of pairs n.
+
+    NaN mean and SE when there is no pair; SE NaN for one pair.
+    """
+    base = {(r["sft_seed"], r["seed"]): r for r in results if r["arm"] == baseline and r["judge"] == baseline_judge}
+    diffs = [
+        r["curve"][-1][key] - base[r["sft_seed"], r["seed"]]["curve"][-1][key]
+        for r in results
+        if r["arm"] == arm and r["judge"] == judge and (r["sft_seed"], r["seed"]) in base
+    ]
+    if not diffs:
+        return math.nan, math.nan, 0
+    se = statistics.stdev(diffs) / math.sqrt(len(diffs)) if len(diffs) > 1 else math.nan
+    return statistics.fmean(diffs), se, len(diffs)
+
+
+def _fmt_paired(diff: tuple[float, float, int]) -> str:
+    mean, se, n = diff
+    if n == 0:
+        return "-"
+    ratio = f", {mean / se:+.1f} SE" if se > 0 else ""
+    return f"{mean:+.3f} ± {se:.3f}{ratio}"
+
+
+def comparisons_table(results: list[dict]) -> str:
+    """
+    Paired differences of every arm with a judge against plain GRPO and against the paper's Trust-GRPO (`trust_grpo`,
+    same judge), each run against the baseline run with the same seed and SFT init: mean ± standard error over the
+    pairs, and the mean in standard errors.
+    """
+    keys = sorted(
+        {(r["judge"], r["arm"]) for r in results if r["judge"] is not None},
+        key=lambda k: (JUDGE_KINDS.index(k[0]) if k[0] in JUDGE_KINDS else len(JUDGE_KINDS), list(ARMS).index(k[1])),
+    )
+    lines = [
+        "| judge | arm | pairs | accuracy vs GRPO | sound vs GRPO | accuracy vs trust_grpo | sound vs trust_grpo |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for judge, arm in keys:
+        cells = [paired_difference(results, arm, judge, "grpo", None, key) for key in ("accuracy", "sound")]
+        if arm == "trust_grpo":
+            cells += [(math.nan, math.nan, 0)] * 2
+        else:
+            cells += [
+                paired_difference(results, arm, judge, "trust_grpo", judge, key) for key in ("accuracy", "sound")
+            ]
+        lines.append(f"| {judge} | {arm} | {cells[0][2]} | " + " | ".join(_fmt_paired(c) for c in cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _fmt(pair: tuple[float, float], digits: int = 2, signed: bool = False) -> str:
@@ -658,7 +747,11 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
         model = AutoModelForCausalLM.from_pretrained(sft_dir)
         tokenizer = PreTrainedTokenizerFast.from_pretrained(sft_dir)
         check = sample_and_grade(
-            model, tokenizer, make_problems(max(config.eval_prompts, 512), seed=99), config.max_completion_length, 1234
+            model,
+            tokenizer,
+            make_problems(max(config.eval_prompts, 512), seed=99, variant=TASKS[config.task]),
+            config.max_completion_length,
+            1234,
         )
         check["seconds"] = time.perf_counter() - sft_start
         sft_checks[sft_seed] = check
@@ -697,6 +790,8 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
     table = markdown_table(rows)
     if config.sft_seeds > 1:
         table += "\nPer SFT init:\n\n" + markdown_table(summarise(results, per_sft_init=True))
+    if any(r["judge"] is not None for r in results):
+        table += "\nPaired differences (mean ± standard error over seeds):\n\n" + comparisons_table(results)
     (out / "table.md").write_text(table)
     plot_curves(results, config.judges, out / "curves.png")
     plot_diagnostics(results, config.judges, out / "diagnostics.png")

@@ -18,9 +18,9 @@ from PIL import Image
 
 from sophia_trl.judges import ThinkingJudge
 
-from .task import NUM_OPERANDS, ArithmeticProblem, read_response, reasoning_score
+from .task import ArithmeticProblem, read_response, reasoning_score
 
-_PROMPT = re.compile(rf"^\s*(\d)((?: [+-] \d){{{NUM_OPERANDS - 1}}}) =\s*$")
+_PROMPT = re.compile(r"^\s*(\d+)((?: [+-] \d+)+) =\s*$")
 
 JUDGE_KINDS = ("reliable", "adversarial", "misleading")
 
@@ -30,8 +30,7 @@ def parse_problem(question: str) -> ArithmeticProblem:
     match = _PROMPT.match(question)
     if match is None:
         raise ValueError(
-            f"Not a learning-lab prompt: {question!r}. Expected {NUM_OPERANDS} digits joined by ' + ' or ' - ' and "
-            "ending with ' ='."
+            f"Not a learning-lab prompt: {question!r}. Expected numbers joined by ' + ' or ' - ' and ending with ' ='."
         )
     tokens = match.group(2).split()
     return ArithmeticProblem((int(match.group(1)), *(int(x) for x in tokens[1::2])), tuple(tokens[0::2]))
@@ -45,7 +44,7 @@ def judge_score(kind: str, problem: ArithmeticProblem, response: str) -> float:
         return round(1.0 - reasoning_score(problem, response), 1)
     if kind == "misleading":
         judgement = read_response(problem, response)
-        q = sum(judgement.steps_correct) / (NUM_OPERANDS - 1)
+        q = sum(judgement.steps_correct) / len(problem.ops)
         return round(0.2 * q if judgement.answer_correct else 0.8 + 0.2 * q, 1)
     raise ValueError(f"Unknown judge kind {kind!r}; use one of {JUDGE_KINDS}.")
 

@@ -13,6 +13,9 @@ learn on a CPU in minutes:
 
 Every number is one token of a word-level vocabulary, so the policy's only job is the arithmetic and the choice of a
 reasoning style. Operands are digits 0-5 and every running total stays in [0, MAX_TOTAL].
+
+`TASKS` names the variants: `"default"` (4 operands) and `"sparse"` (5 operands, digits 0-9), whose SFT warm start
+answers few prompts right, so that many GRPO groups are all wrong and the judge is the only signal there.
 """
 
 from __future__ import annotations
@@ -33,6 +36,27 @@ FILLER_WORDS = ("let", "me", "think", "about", "it", "ok", "so", "hmm", "well", 
 FLAWS = ("slip", "carried", "filler")
 STYLES = ("sound", "slip", "carried", "filler", "other")
 SPECIAL_TOKENS = ("<pad>", "<eos>", "<unk>")
+
+
+@dataclass(frozen=True)
+class TaskVariant:
+    """Size of the lab's problems: `num_operands` digits from 0 to `max_operand`, and completion tokens to allow."""
+
+    num_operands: int
+    max_operand: int
+    max_completion_length: int
+
+    @property
+    def max_number(self) -> int:
+        """The largest number a response can state: the largest running total plus an error of 2."""
+        return self.num_operands * self.max_operand + 2
+
+
+TASKS = {
+    "default": TaskVariant(NUM_OPERANDS, MAX_OPERAND, max_completion_length=32),  # a sound response takes 28 tokens
+    # Larger operands and a longer chain: its warm start answers 14 % right (measured); 6 operands of 0-5 still 33 %.
+    "sparse": TaskVariant(5, 9, max_completion_length=36),  # 4 steps of digits 0-9: a sound response takes 29 tokens
+}
 
 _STEP = re.compile(r"^(\d+) ([+-]) (\d+) = (-?\d+)$")
 _RESPONSE = re.compile(r"^\s*<think>(.*?)</think>\s*<answer>\s*(-?\d+)\s*</answer>\s*$", re.DOTALL)
@@ -70,9 +94,9 @@ class ArithmeticProblem:
         return self.totals[-1]
 
 
-def sample_problem(rng: random.Random) -> ArithmeticProblem:
+def sample_problem(rng: random.Random, variant: TaskVariant = TASKS["default"]) -> ArithmeticProblem:
     """Draws a problem whose running totals are all >= 0 (a sign that would go below 0 becomes "+")."""
-    operands = [rng.randint(0, MAX_OPERAND) for _ in range(NUM_OPERANDS)]
+    operands = [rng.randint(0, variant.max_operand) for _ in range(variant.num_operands)]
     ops, total = [], operands[0]
     for x in operands[1:]:
         op = "-" if rng.random() < 0.5 and total - x >= 0 else "+"
@@ -81,12 +105,14 @@ def sample_problem(rng: random.Random) -> ArithmeticProblem:
     return ArithmeticProblem(tuple(operands), tuple(ops))
 
 
-def _error(rng: random.Random, totals: tuple[int, ...]) -> int:
-    """An error of +-1 or +-2 that keeps every total in `totals` within the vocabulary's numbers, 0..MAX_TOTAL + 2."""
-    return rng.choice([d for d in (-2, -1, 1, 2) if min(totals) + d >= 0 and max(totals) + d <= MAX_TOTAL + 2])
+def _error(rng: random.Random, totals: tuple[int, ...], max_number: int) -> int:
+    """An error of +-1 or +-2 that keeps every total in `totals` within the vocabulary's numbers, 0..max_number."""
+    return rng.choice([d for d in (-2, -1, 1, 2) if min(totals) + d >= 0 and max(totals) + d <= max_number])
 
 
-def write_response(problem: ArithmeticProblem, rng: random.Random, flaw: str | None = None) -> str:
+def write_response(
+    problem: ArithmeticProblem, rng: random.Random, flaw: str | None = None, max_number: int = MAX_TOTAL + 2
+) -> str:
     """
     Writes a response to `problem` with sound reasoning (`flaw=None`) or one of the flaws.
 
@@ -99,6 +125,8 @@ def write_response(problem: ArithmeticProblem, rng: random.Random, flaw: str | N
             `"slip"`: one running total is stated 1-2 off and the next step goes on from the true one (right answer);
             `"carried"`: one running total is 1-2 off and the error is carried to the answer (wrong answer);
             `"filler"`: no working, a few filler words, then the right answer.
+        max_number (`int`, *optional*, defaults to `MAX_TOTAL + 2`):
+            The largest number the tokenizer knows ([`TaskVariant.max_number`]); a wrong total stays within it.
 
     Returns:
         `str`: `<think> ... </think> <answer> N </answer>`.
@@ -108,11 +136,13 @@ def write_response(problem: ArithmeticProblem, rng: random.Random, flaw: str | N
     if flaw == "filler":
         words = [rng.choice(FILLER_WORDS) for _ in range(rng.randint(3, 6))]
         return f"<think> {' '.join(words)} </think> <answer> {problem.answer} </answer>"
-    error_at = rng.randrange(NUM_OPERANDS - 1) if flaw in FLAWS else None
+    error_at = rng.randrange(len(problem.ops)) if flaw in FLAWS else None
     if error_at is not None:
         # A carried error shifts every later total by the same amount; a slip shifts one.
         delta = _error(
-            rng, problem.totals[error_at:] if flaw == "carried" else problem.totals[error_at : error_at + 1]
+            rng,
+            problem.totals[error_at:] if flaw == "carried" else problem.totals[error_at : error_at + 1],
+            max_number,
         )
     steps, carried = [], problem.operands[0]
     for i, (op, x) in enumerate(zip(problem.ops, problem.operands[1:])):
@@ -155,7 +185,7 @@ def read_response(problem: ArithmeticProblem, response: str) -> Judgement:
     if not any(parsed):
         style = "filler" if all(w in FILLER_WORDS for w in think.split()) else "other"
         return Judgement(answer, right, (), style)
-    if not all(parsed) or len(parsed) != NUM_OPERANDS - 1:
+    if not all(parsed) or len(parsed) != len(problem.ops):
         return Judgement(answer, right, (), "other")
     before = (problem.operands[0], *problem.totals[:-1])
     correct = tuple(
@@ -182,16 +212,16 @@ def reasoning_score(problem: ArithmeticProblem, response: str) -> float:
     Filler counts as the missing steps being wrong: a right answer with no working scores 1/4 -> 0.3.
     """
     judgement = read_response(problem, response)
-    num_steps = NUM_OPERANDS - 1 + 1
+    num_steps = len(problem.ops) + 1
     num_correct = sum(judgement.steps_correct) + int(judgement.answer_correct)
     return score_steps(num_correct, num_steps)
 
 
-def build_tokenizer() -> PreTrainedTokenizerFast:
-    """A word-level tokenizer: one token per number 0..MAX_TOTAL+2, sign, tag and filler word (~70 tokens)."""
+def build_tokenizer(max_number: int = MAX_TOTAL + 2) -> PreTrainedTokenizerFast:
+    """A word-level tokenizer: one token per number 0..max_number, sign, tag and filler word (~70 tokens)."""
     words = [
         *SPECIAL_TOKENS,
-        *(str(n) for n in range(MAX_TOTAL + 3)),
+        *(str(n) for n in range(max_number + 1)),
         "+",
         "-",
         "=",
@@ -210,7 +240,7 @@ def build_tokenizer() -> PreTrainedTokenizerFast:
     )
 
 
-def make_problems(num: int, seed: int) -> list[ArithmeticProblem]:
-    """`num` problems, a function of `seed` only."""
+def make_problems(num: int, seed: int, variant: TaskVariant = TASKS["default"]) -> list[ArithmeticProblem]:
+    """`num` problems of `variant`, a function of `seed` and `variant` only."""
     rng = random.Random(seed)
-    return [sample_problem(rng) for _ in range(num)]
+    return [sample_problem(rng, variant) for _ in range(num)]

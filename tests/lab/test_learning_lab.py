@@ -15,12 +15,14 @@ from benchmarks.lab.experiment import (
     LabConfig,
     RunSpec,
     build_policy,
+    comparisons_table,
     grade,
     group_diagnostics,
     lab_outcome_reward,
     load_finished,
     markdown_table,
     moving_average,
+    paired_difference,
     plot_curves,
     plot_diagnostics,
     run_arm,
@@ -29,6 +31,7 @@ from benchmarks.lab.experiment import (
 )
 from benchmarks.lab.judges import LabJudge, judge_score, parse_problem
 from benchmarks.lab.task import (
+    TASKS,
     ArithmeticProblem,
     build_tokenizer,
     make_problems,
@@ -283,3 +286,98 @@ def test_quick_lab_end_to_end(tmp_path):
     start = [r["curve"][0]["accuracy"] for r in saved["results"]]
     assert start[0] == start[1]
     assert saved["seconds"] > 0
+
+
+SPARSE = ArithmeticProblem((7, 8, 6, 9, 3), ("+", "-", "+", "-"))  # totals 15, 9, 18, 15
+
+
+@pytest.mark.parametrize(
+    "response, style, right, reliable",
+    [
+        (
+            "<think> 7 + 8 = 15 , 15 - 6 = 9 , 9 + 9 = 18 , 18 - 3 = 15 </think> <answer> 15 </answer>",
+            "sound",
+            True,
+            1.0,
+        ),
+        (
+            "<think> 7 + 8 = 15 , 15 - 6 = 10 , 9 + 9 = 18 , 18 - 3 = 15 </think> <answer> 15 </answer>",
+            "slip",
+            True,
+            0.8,
+        ),
+        # the error carried from the third step: 2 correct steps of 5 (answer included)
+        (
+            "<think> 7 + 8 = 15 , 15 - 6 = 9 , 9 + 9 = 17 , 17 - 3 = 14 </think> <answer> 14 </answer>",
+            "carried",
+            False,
+            0.4,
+        ),
+        ("<think> so hmm ok </think> <answer> 15 </answer>", "filler", True, 0.2),  # the answer only: 1/5
+        ("<think> 7 + 8 = 15 , 15 - 6 = 9 </think> <answer> 15 </answer>", "other", True, 0.2),  # steps missing
+    ],
+)
+def test_sparse_task_checks_four_steps(response, style, right, reliable):
+    problem = parse_problem(SPARSE.prompt)
+    assert problem == SPARSE and SPARSE.prompt == "7 + 8 - 6 + 9 - 3 ="
+    judgement = read_response(problem, response)
+    assert (judgement.style, judgement.answer_correct) == (style, right)
+    assert reasoning_score(problem, response) == reliable
+    assert judge_score("adversarial", problem, response) == pytest.approx(1 - reliable)
+
+
+def test_sparse_task_writes_what_it_reads_and_fits_its_vocabulary():
+    variant = TASKS["sparse"]
+    assert (variant.num_operands, variant.max_operand, variant.max_number) == (5, 9, 47)
+    tokenizer = build_tokenizer(variant.max_number)
+    rng = random.Random(0)
+    for problem in make_problems(100, seed=1, variant=variant):
+        assert len(problem.operands) == 5 and min(problem.totals) >= 0
+        for flaw in (None, "slip", "carried", "filler"):
+            response = write_response(problem, rng, flaw, variant.max_number)
+            assert read_response(problem, response).style == (flaw or "sound")
+            ids = tokenizer(response)["input_ids"]
+            assert tokenizer.unk_token_id not in ids
+            assert len(ids) + 1 <= variant.max_completion_length  # with the EOS
+
+
+def test_lab_config_takes_the_task_completion_length():
+    assert LabConfig().max_completion_length == 32
+    assert LabConfig(task="sparse").max_completion_length == 36
+    assert LabConfig(task="sparse", max_completion_length=48).max_completion_length == 48
+    with pytest.raises(ValueError, match="Unknown task 'hard'"):
+        LabConfig(task="hard")
+
+
+def test_paired_differences_by_hand():
+    results = [_result("grpo", None, s, 0, a) for s, a in enumerate((0.5, 0.6, 0.7))]
+    results += [_result("trust_grpo", "reliable", s, 0, a) for s, a in enumerate((0.55, 0.6, 0.8))]
+    results += [_result("reliability", "reliable", s, 0, a) for s, a in enumerate((0.6, 0.8, 0.8))]
+    # vs GRPO: +0.1, +0.2, +0.1 -> mean 0.1333, sd 0.0577, SE 0.0333
+    mean, se, n = paired_difference(results, "reliability", "reliable", "grpo", None, "accuracy")
+    assert (mean, se, n) == (pytest.approx(0.4 / 3), pytest.approx(0.1 / math.sqrt(3) / math.sqrt(3)), 3)
+    # vs trust_grpo: +0.05, +0.2, 0.0 -> mean 0.0833, sd sqrt(0.02167 / 2) = 0.1041, SE 0.0601
+    mean, se, n = paired_difference(results, "reliability", "reliable", "trust_grpo", "reliable", "accuracy")
+    assert (mean, se, n) == (pytest.approx(0.25 / 3), pytest.approx(math.sqrt(0.065 / 6) / math.sqrt(3)), 3)
+    mean, se, n = paired_difference(results, "reliability", "adversarial", "grpo", None, "accuracy")
+    assert math.isnan(mean) and n == 0
+    lines = comparisons_table(results).splitlines()
+    # Rows in the declared arm order; sound is accuracy / 2 in `_result`, so its differences are halved.
+    assert lines[2] == "| reliable | trust_grpo | 3 | +0.050 ± 0.029, +1.7 SE | +0.025 ± 0.014, +1.7 SE | - | - |"
+    assert lines[3] == (
+        "| reliable | reliability | 3 | +0.133 ± 0.033, +4.0 SE | +0.067 ± 0.017, +4.0 SE | +0.083 ± 0.060, +1.4 SE | "
+        "+0.042 ± 0.030, +1.4 SE |"
+    )
+
+
+@pytest.mark.parametrize("arm", ["reliability", "reliability_separate"])
+def test_run_arm_smoke_with_a_reliability_rule(tmp_path, arm):
+    tokenizer = build_tokenizer(TASKS["sparse"].max_number)
+    build_policy(tokenizer, seed=0).save_pretrained(tmp_path / "policy")
+    tokenizer.save_pretrained(tmp_path / "policy")
+    config = LabConfig(grpo_steps=2, eval_every=2, eval_prompts=8, prompts_per_step=2, task="sparse")
+    spec = RunSpec(arm, "reliable", 0, 0, str(tmp_path / "policy"), str(tmp_path / "run"), config)
+    result = run_arm(spec)
+    assert [p["step"] for p in result["curve"]] == [0, 2]
+    for d in result["diagnostics"]:  # the raw outcome decides mixed groups, not the (possibly normalised) column
+        assert d["mixed_frac"] in (0.0, 0.5, 1.0)
