@@ -6,12 +6,13 @@ from dataclasses import dataclass, field
 
 from trl import GRPOConfig, ScriptArguments
 
+from .judges.prompt import JUDGE_READOUTS
+from .rewards.scorers import OCR_MODES
 from .trust import ANNEALING_SCHEDULES, TRUST_RULES
 
 THINKING_REWARD_PRESETS = ("paper", "official")
 JUDGE_BACKENDS = ("transformers", "scalar", "openai", "vllm", "none")
 LOCAL_JUDGE_BACKENDS = ("transformers", "scalar")
-OCR_MODES = ("exp", "neg")  # the modes of `sophia_trl.rewards.outcome_reward`
 
 
 @dataclass
@@ -236,7 +237,7 @@ class TrustGRPOScriptArguments(ScriptArguments):
             "tokens after '<answer>', one forward pass) or 'greedy' (the written score). None: the backend's default, "
             "'expected' for 'transformers' and 'greedy' for 'openai' (vLLM's server supports 'expected'; transformers "
             "serve does not). See docs/thinking_reward_model.md.",
-            "choices": ["expected", "greedy"],
+            "choices": list(JUDGE_READOUTS),
         },
     )
     judge_overlap: bool | None = field(

@@ -256,23 +256,18 @@ class TrustGRPOTrainer(
         """The judge's scores of the local `rows`: from the requests sent after generation, the rest asked now."""
         pending, self._pending_judgement = self._pending_judgement, None
         scores: dict[int, float | None] = {}
+
+        def add(asked: list[int], replies: list[float | None]) -> None:
+            if len(replies) != len(asked):
+                raise ValueError(f"The thinking judge returned {len(replies)} scores for {len(asked)} completions.")
+            scores.update(zip(asked, replies))
+
         if pending is not None and pending[0] is completions:  # sent for this very batch
-            sent_rows, future = pending[1], pending[2]
-            sent_scores = future.result()
-            if len(sent_scores) != len(sent_rows):
-                raise ValueError(
-                    f"The thinking judge returned {len(sent_scores)} scores for {len(sent_rows)} completions."
-                )
-            scores = dict(zip(sent_rows, sent_scores))
+            add(pending[1], pending[2].result())
         missing = [i for i in rows if i not in scores]
         if missing:
             questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in missing))
-            missing_scores = self.thinking_judge.score(list(questions), list(responses), list(images))
-            if len(missing_scores) != len(missing):
-                raise ValueError(
-                    f"The thinking judge returned {len(missing_scores)} scores for {len(missing)} completions."
-                )
-            scores.update(zip(missing, missing_scores))
+            add(missing, self.thinking_judge.score(list(questions), list(responses), list(images)))
         return [scores[i] for i in rows]
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):

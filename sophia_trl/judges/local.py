@@ -17,6 +17,7 @@ from PIL import Image
 from .base import ThinkingJudge
 from .prompt import (
     DEFAULT_JUDGE_PROMPT,
+    JUDGE_READOUTS,
     SCORE_PREFIX,
     JudgePrompt,
     build_judge_inputs,
@@ -25,8 +26,6 @@ from .prompt import (
     parse_score,
     score_token_ids,
 )
-
-JUDGE_READOUTS = ("expected", "greedy")
 
 
 def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:

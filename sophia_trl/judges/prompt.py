@@ -555,6 +555,8 @@ def parse_score(text: str | None) -> float | None:
 # forward pass over the prompt + "<answer>0." reads both distributions: the first score token at the position of ">"
 # and the digit at the position of ".".
 SCORE_PREFIX = "<answer>"
+# How a generative judge's score is read: the probability-weighted mean of the score tokens, or the written text.
+JUDGE_READOUTS = ("expected", "greedy")
 SCORE_TOKENS = ("0", "1", ".", *[str(d) for d in range(2, 10)])
 
 

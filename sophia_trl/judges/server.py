@@ -11,6 +11,7 @@ from PIL import Image
 from .base import ThinkingJudge
 from .prompt import (
     DEFAULT_JUDGE_PROMPT,
+    JUDGE_READOUTS,
     SCORE_PREFIX,
     JudgePrompt,
     build_openai_messages,
@@ -118,8 +119,8 @@ class OpenAIJudge(ThinkingJudge):
         judge_prompt: JudgePrompt | None = None,
         readout: str = "greedy",
     ):
-        if readout not in ("expected", "greedy"):
-            raise ValueError(f"readout={readout!r} is not one of ('expected', 'greedy').")
+        if readout not in JUDGE_READOUTS:
+            raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
         super().__init__(cache_size=cache_size)
         self.readout = readout
         self.client = OpenAIChatClient(
