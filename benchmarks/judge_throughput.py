@@ -4,15 +4,16 @@
    (one request at a time, as the released SophiaVL-R1 code queries its judge) and at 8, 32 and 64. The server's own
    capacity is measured in the same run (a raw keep-alive load generator, no service time), and each throughput is
    reported as a fraction of its limit min(concurrency / service time, server capacity), with the client's CPU time
-   per request, so the table says which side is the bottleneck. Two servers: the threaded [`LoopbackJudgeServer`]
-   (the test double) and a uvicorn + uvloop + httptools one (`--server fast`).
+   per request and, alternating with it round by round, what the raw load generator gets from the same server at the
+   same concurrency and service time, so the table says which side is the bottleneck. Two servers: the threaded
+   [`LoopbackJudgeServer`] (the test double) and a uvicorn + uvloop + httptools one (`--server fast`).
 2. The local judges on the tiny Qwen2.5-VL (built offline): the generative `TransformersJudge` with its greedy and
    expected-score readouts, and the scalar-head `ScalarJudge` (one forward pass).
 3. `--readout_judge DIR`: greedy against expected-score readout of a trained generative judge on held-out problems
    (time per response, unparsable fraction, MAE, pairwise accuracy within a question).
 
 ```bash
-python benchmarks/judge_throughput.py                      # ~2 minutes on 2 CPU cores
+python benchmarks/judge_throughput.py                      # ~5 minutes on 2 CPU cores (~3 with --skip_local)
 python benchmarks/judge_throughput.py --service_time 0.1 --num_requests 512 --concurrency 1 8 32 64 128
 python benchmarks/judge_throughput.py --readout_judge outputs/demo/judge --readout_problems 32
 ```
@@ -428,46 +429,63 @@ def server_capacity(url: str, connections: int = 64, duration: float = 3.0) -> f
 
 
 def bench_openai(
-    service_time: float, num_requests: int, concurrencies: list[int], fast: bool = True
+    service_time: float, num_requests: int, concurrencies: list[int], fast: bool = True, rounds: int = 3
 ) -> tuple[float, list[dict[str, float]]]:
     """The server's capacity and OpenAIJudge's completions per second at each concurrency against the loopback server.
 
     Each throughput is reported against its limit, min(concurrency / service_time, server capacity): the capacity is
-    measured on a server of the same kind without the service time, in the same run.
+    measured on a server of the same kind without the service time, in the same run. Beside it, the raw load generator
+    of `server_capacity` runs at the same concurrency against the same server (service time included): what a client
+    that costs almost nothing gets, i.e. the part of the limit the server and the loopback themselves take away. The
+    two clients alternate for `rounds` rounds; the medians are reported.
     """
     from sophia_trl.judges import OpenAIJudge
 
     with loopback_server_process(0.0, fast=fast) as url:
         server_capacity(url, duration=0.5)  # warm-up
         capacity = server_capacity(url)
-    rows = []
     image = Image.new("RGB", (56, 56), (128, 30, 30))
     # "score=0.5" makes the server answer without decoding the image: the benchmark measures the client.
     questions = ["How many red shapes are there? score=0.5"] * num_requests
     responses = [f"<think>step {i}</think><answer>{i}</answer>" for i in range(num_requests)]
+    measured: dict[int, dict[str, list[float]]] = {c: {"judge": [], "raw": [], "cpu": []} for c in concurrencies}
     with loopback_server_process(service_time, fast=fast) as url:
-        for concurrency in concurrencies:
-            # Distinct responses and no cache: every row is a request.
-            with OpenAIJudge(url, "judge", max_concurrency=concurrency, cache_size=0, timeout=30) as judge:
-                judge.score(questions[:concurrency], ["warm-up"] * concurrency, [image] * concurrency)  # connections
-                start, cpu_start = time.perf_counter(), time.process_time()
-                scores = judge.score(questions, responses, [image] * num_requests)
-                elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
-            if any(s != 0.5 for s in scores):
-                raise RuntimeError(f"{sum(s != 0.5 for s in scores)} requests failed at concurrency {concurrency}.")
-            ideal = min(concurrency, num_requests) / service_time
-            rows.append(
-                {
-                    "concurrency": concurrency,
-                    "seconds": elapsed,
-                    "per_second": num_requests / elapsed,
-                    "ideal_per_second": ideal,
-                    "limit_per_second": min(ideal, capacity),
-                    # The client's own CPU per request (the server runs in another process): its ceiling is 1 / this
-                    # on one free core, as its requests run on one event loop.
-                    "client_cpu_ms": cpu / num_requests * 1000,
-                }
-            )
+        for _ in range(rounds):
+            for concurrency in concurrencies:
+                # At most 64 waves of requests per run (concurrency 1 would take minutes otherwise); the raw client
+                # runs as long as the judge's run, so both see the same share of ramp-up and tail.
+                n = min(num_requests, 64 * concurrency)
+                duration = max(1.0, n / concurrency * service_time)
+                measured[concurrency]["raw"].append(server_capacity(url, connections=concurrency, duration=duration))
+                # Distinct responses and no cache: every row is a request.
+                with OpenAIJudge(url, "judge", max_concurrency=concurrency, cache_size=0, timeout=30) as judge:
+                    judge.score(questions[:concurrency], ["warm-up"] * concurrency, [image] * concurrency)
+                    start, cpu_start = time.perf_counter(), time.process_time()
+                    scores = judge.score(questions[:n], responses[:n], [image] * n)
+                    elapsed, cpu = time.perf_counter() - start, time.process_time() - cpu_start
+                if any(s != 0.5 for s in scores):
+                    raise RuntimeError(
+                        f"{sum(s != 0.5 for s in scores)} requests failed at concurrency {concurrency}."
+                    )
+                measured[concurrency]["judge"].append(n / elapsed)
+                # The client's own CPU per request (the server runs in another process): its ceiling is 1 / this on
+                # one free core, as its requests run on one event loop.
+                measured[concurrency]["cpu"].append(cpu / n * 1000)
+    rows = []
+    for concurrency, m in measured.items():
+        ideal = min(concurrency, num_requests) / service_time
+        per_second = statistics.median(m["judge"])
+        rows.append(
+            {
+                "concurrency": concurrency,
+                "requests": min(num_requests, 64 * concurrency),
+                "per_second": per_second,
+                "ideal_per_second": ideal,
+                "limit_per_second": min(ideal, capacity),
+                "raw_per_second": statistics.median(m["raw"]),
+                "client_cpu_ms": statistics.median(m["cpu"]),
+            }
+        )
     return capacity, rows
 
 
@@ -563,11 +581,17 @@ def bench_readouts(
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--service_time", type=float, default=0.05, help="Seconds per request of the loopback server.")
-    parser.add_argument("--num_requests", type=int, default=256, help="Completions scored per OpenAIJudge run.")
+    parser.add_argument(
+        "--num_requests",
+        type=int,
+        default=4096,
+        help="Completions scored per OpenAIJudge run (at most 64 x the concurrency).",
+    )
     parser.add_argument("--concurrency", type=int, nargs="+", default=[1, 8, 32, 64], help="Concurrencies to run.")
     parser.add_argument("--local_rows", type=int, default=64, help="Completions scored per local-judge run.")
     parser.add_argument("--local_batch_size", type=int, default=8, help="Batch size of the local judges.")
     parser.add_argument("--repeats", type=int, default=3, help="Runs of each local judge (the median is reported).")
+    parser.add_argument("--rounds", type=int, default=3, help="Rounds of each concurrency (medians reported).")
     parser.add_argument("--skip_local", action="store_true", help="Only benchmark OpenAIJudge.")
     parser.add_argument(
         "--server", choices=["threaded", "fast", "both"], default="both", help="Loopback server(s) to run against."
@@ -597,23 +621,27 @@ def main() -> None:
         return
 
     for fast in [False, True] if args.server == "both" else [args.server == "fast"]:
-        capacity, rows = bench_openai(args.service_time, args.num_requests, args.concurrency, fast=fast)
+        capacity, rows = bench_openai(
+            args.service_time, args.num_requests, args.concurrency, fast=fast, rounds=args.rounds
+        )
         base = rows[0]["per_second"]
         kind = "uvicorn" if fast else "threaded"
         print(
             f"\nOpenAIJudge against the {kind} loopback server, {args.service_time * 1000:.0f} ms per request, "
-            f"{args.num_requests} completions; server capacity {capacity:.0f} requests/s"
+            f"{args.num_requests} completions, median of {args.rounds} rounds; server capacity {capacity:.0f} "
+            "requests/s"
         )
         print(
-            "| concurrency | seconds | completions/s | concurrency / S | limit | of limit | speed-up vs first | "
-            "client CPU ms/request |"
+            "| concurrency | completions per run | completions/s | limit: min(concurrency / S, capacity) | of limit | "
+            "raw client, of limit | of raw client | speed-up vs first | client CPU ms/request |"
         )
-        print("|---:|---:|---:|---:|---:|---:|---:|---:|")
+        print("|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
         for row in rows:
             print(
-                f"| {row['concurrency']} | {row['seconds']:.2f} | {row['per_second']:.1f} | "
-                f"{row['ideal_per_second']:.0f} | {row['limit_per_second']:.0f} | "
-                f"{row['per_second'] / row['limit_per_second']:.0%} | {row['per_second'] / base:.1f}x | "
+                f"| {row['concurrency']} | {row['requests']} | {row['per_second']:.1f} | "
+                f"{row['limit_per_second']:.0f} | {row['per_second'] / row['limit_per_second']:.0%} | "
+                f"{row['raw_per_second'] / row['limit_per_second']:.0%} | "
+                f"{row['per_second'] / row['raw_per_second']:.0%} | {row['per_second'] / base:.1f}x | "
                 f"{row['client_cpu_ms']:.2f} |"
             )
     if args.skip_local:

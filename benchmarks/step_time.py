@@ -184,7 +184,9 @@ def make_round_robin_callback(trainer_ref: list, settings: list[Setting], record
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--hidden_size", type=int, default=512, help="Width of the policy's text model.")
-    parser.add_argument("--num_layers", type=int, default=2, help="Layers of the policy's text model.")
+    parser.add_argument(
+        "--num_layers", type=int, default=8, help="Layers of the policy's text model (8: ~0.3 s per log-prob pass)."
+    )
     parser.add_argument(
         "--batch_size", type=int, default=8, help="Completions per step (per_device_train_batch_size)."
     )

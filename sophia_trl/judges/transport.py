@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import math
 import os
 import random
 import threading
@@ -52,7 +51,7 @@ def _close_clients(loop_thread: _EventLoopThread, clients: list[Any]) -> None:
     if clients and not loop_thread.loop.is_closed() and loop_thread.thread.is_alive():
 
         async def close_all() -> None:
-            await asyncio.gather(*(client.aclose() for client in clients))
+            await asyncio.gather(*(client.close() for client in clients))
 
         try:
             asyncio.run_coroutine_threadsafe(close_all(), loop_thread.loop).result(timeout=10)
@@ -61,15 +60,11 @@ def _close_clients(loop_thread: _EventLoopThread, clients: list[Any]) -> None:
     loop_thread.stop()
 
 
-# Connections per httpx client of OpenAIChatClient (see OpenAIChatClient._ensure_client).
-_CONNECTIONS_PER_CLIENT = 8
-
-
 class OpenAIChatClient:
     """A client of an OpenAI-compatible chat-completions server: sends conversations, returns the replies' text.
 
-    Requests run concurrently, at most `max_concurrency` at a time (over `httpx` connection pools of 8), on an event
-    loop owned by the client (in its own thread, so `complete` works from any thread, including one that runs an event
+    Requests run concurrently, at most `max_concurrency` at a time over as many keep-alive connections (an `aiohttp`
+    session), on an event loop owned by the client (in its own thread, so `complete` works from any thread, including one that runs an event
     loop). Each attempt is bounded by `timeout`; timeouts, connection errors, HTTP 408, 409, 429 and 5xx are retried up
     to `max_retries` times with exponential backoff and jitter; a request that still fails, or whose reply holds no
     text, gives `None`. Authentication, permission and not-found errors mean the configuration is wrong and raise
@@ -141,7 +136,8 @@ class OpenAIChatClient:
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._loop_thread = _EventLoopThread(name=f"{type(self).__name__}-loop")
         self._clients: list[Any] = []
-        self._slots: asyncio.Queue[int] | None = None
+        self._slots: asyncio.Semaphore | None = None
+        self._proxy: tuple[Any, Any] = (None, None)  # (proxy URL, its credentials) from the environment
         self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, [])
 
     def __repr__(self) -> str:
@@ -151,35 +147,37 @@ class OpenAIChatClient:
         )
 
     def _ensure_client(self) -> Any:
-        """Creates the HTTP clients and the request slots on the client's loop (they belong to the loop that uses them).
+        """Creates the HTTP session and the request slots on the client's loop (they belong to the loop that uses them).
 
-        Returns the first client (for requests outside the slots, e.g. listing models).
+        Returns the session.
         """
         if not self._clients:
-            import httpx
+            import aiohttp
+            from aiohttp.helpers import get_env_proxy_for_url
+            from yarl import URL
 
-            # httpx rather than the openai SDK: the SDK's request validation cost ~10 ms of CPU per request here. And
-            # several small connection pools rather than one: httpcore assigns requests to connections in time
-            # quadratic in the pool size, which took half the client's CPU at 32 connections.
-            num_clients = math.ceil(self.max_concurrency / _CONNECTIONS_PER_CLIENT)
-            self._clients = [
-                httpx.AsyncClient(
-                    base_url=self.base_url.rstrip("/") + "/",
-                    headers={"Authorization": f"Bearer {self._api_key}"},
-                    timeout=httpx.Timeout(self.timeout),
-                    limits=httpx.Limits(
-                        max_connections=_CONNECTIONS_PER_CLIENT, max_keepalive_connections=_CONNECTIONS_PER_CLIENT
-                    ),
-                )
-                for _ in range(num_clients)
-            ]
-            # A request holds one of max_concurrency slots; slot k always goes through client k // 8.
-            self._slots = asyncio.Queue()
-            for slot in range(self.max_concurrency):
-                self._slots.put_nowait(slot)
+            # aiohttp rather than httpx or the openai SDK: at 32-64 requests in flight its CPU per request is about a
+            # quarter of httpx's (benchmarks/judge_throughput.py), and the SDK's request validation cost ~10 ms of CPU
+            # per request. HTTP(S)_PROXY and NO_PROXY apply, as they do for httpx and the SDK, read once here: with
+            # `trust_env=True` aiohttp reads them again in a worker thread for every request.
+            try:
+                self._proxy = get_env_proxy_for_url(URL(self._url("chat/completions")))
+            except LookupError:  # no proxy for this URL
+                self._proxy = (None, None)
+            session = aiohttp.ClientSession(
+                # Headers set once for the session: merging per-request headers costs CPU on every request.
+                headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"},
+                timeout=aiohttp.ClientTimeout(total=self.timeout),
+                connector=aiohttp.TCPConnector(limit=self.max_concurrency),
+            )
+            self._clients = [session]
+            self._slots = asyncio.Semaphore(self.max_concurrency)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, self._clients)
         return self._clients[0]
+
+    def _url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + "/" + path
 
     def close(self) -> None:
         """Closes the HTTP clients and stops the client's event loop; the client cannot be used afterwards."""
@@ -207,31 +205,38 @@ class OpenAIChatClient:
             `ConnectionError`: The server did not answer within the timeout (or refused the connection).
             [`JudgeServerError`]: The server refused the request (wrong API key).
         """
-        import httpx
+        import aiohttp
 
-        async def list_models() -> httpx.Response:
-            return await asyncio.wait_for(self._ensure_client().get("models"), timeout=timeout or self.timeout)
+        async def list_models() -> tuple[int, bytes]:
+            timeout = aiohttp.ClientTimeout(total=timeout_s)
+            session = self._ensure_client()
+            async with session.get(
+                self._url("models"), timeout=timeout, proxy=self._proxy[0], proxy_auth=self._proxy[1]
+            ) as response:
+                return response.status, await response.read()
 
+        timeout_s = timeout or self.timeout
         try:
-            response = self._loop_thread.run(list_models())
-        except (httpx.HTTPError, asyncio.TimeoutError, OSError) as err:
+            status, body = self._loop_thread.run(asyncio.wait_for(list_models(), timeout=timeout_s))
+        except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
             raise ConnectionError(
                 f"The judge server at {self.base_url} did not answer ({type(err).__name__}). Start it (see "
                 "scripts/serve_judge.sh) or fix the base URL."
             ) from err
-        if response.status_code in (401, 403):
+        if status in (401, 403):
             raise JudgeServerError(
-                f"The judge server at {self.base_url} refused the request (HTTP {response.status_code}): check the API "
+                f"The judge server at {self.base_url} refused the request (HTTP {status}): check the API "
                 "key (api_key or OPENAI_API_KEY)."
             )
         try:
-            response.raise_for_status()
-            model_ids = [m["id"] for m in response.json()["data"]]
-        except (httpx.HTTPError, ValueError, KeyError, TypeError):
+            if status >= 400:
+                raise ValueError(status)
+            model_ids = [m["id"] for m in json.loads(body)["data"]]
+        except (ValueError, KeyError, TypeError):
             logger.warning(
                 "The judge server at %s answers but could not list its models (HTTP %d).",
                 self.base_url,
-                response.status_code,
+                status,
             )
             return []
         if self.model not in model_ids:
@@ -299,44 +304,47 @@ class OpenAIChatClient:
                 raise result
         return results
 
+    def _encode(self, messages: list[dict[str, Any]], fields: dict[str, Any] | None) -> bytes:
+        body = {
+            "model": self.model,
+            "messages": messages,
+            "max_tokens": self.max_new_tokens,
+            "temperature": self.temperature,
+            **self.request_kwargs,
+            **(fields or {}),
+        }
+        return json.dumps(body).encode()
+
     async def _complete_one(
         self, messages: list[dict[str, Any]], fields: dict[str, Any] | None = None, whole_choice: bool = False
     ) -> Any:
-        import httpx
+        import aiohttp
 
-        payload = json.dumps(
-            {
-                "model": self.model,
-                "messages": messages,
-                "max_tokens": self.max_new_tokens,
-                "temperature": self.temperature,
-                **self.request_kwargs,
-                **(fields or {}),
-            }
-        )
-        headers = {"Content-Type": "application/json"}
+        payload: bytes | None = None
+        url = self._url("chat/completions")
+        proxy = {"proxy": self._proxy[0], "proxy_auth": self._proxy[1]} if self._proxy[0] else {}
         error = ""
         for attempt in range(self.max_retries + 1):
             if attempt > 0:
                 self.num_retries += 1
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
                 await asyncio.sleep(delay * (1.0 + 0.1 * random.random()))
-            slot = await self._slots.get()
-            try:
+            async with self._slots:
+                if payload is None:
+                    # Encoded once a slot is free: a batch's first requests go out at once instead of after all of
+                    # the batch has been encoded, and the rest is encoded while the first wait for their replies.
+                    payload = self._encode(messages, fields)
                 self.num_attempts += 1
-                client = self._clients[slot // _CONNECTIONS_PER_CLIENT]
-                response = await asyncio.wait_for(
-                    client.post("chat/completions", content=payload, headers=headers), timeout=self.timeout
-                )
-            # Timeouts, refused or dropped connections, and replies httpx cannot decode: a failed attempt, never an
-            # exception that would stop the caller.
-            except (httpx.RequestError, asyncio.TimeoutError) as err:
-                error = type(err).__name__
-                logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
-                continue
-            finally:
-                self._slots.put_nowait(slot)
-            status = response.status_code
+                try:
+                    # The session's timeout bounds the whole attempt: connecting, sending and reading the reply.
+                    async with self._clients[0].post(url, data=payload, **proxy) as response:
+                        status, body = response.status, await response.read()
+                # Timeouts, refused or dropped connections, malformed replies: a failed attempt, never an exception
+                # that would stop the caller.
+                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                    error = type(err).__name__
+                    logger.debug("Judge request attempt %d/%d failed: %s", attempt + 1, self.max_retries + 1, error)
+                    continue
             if status in (401, 403, 404):
                 raise JudgeServerError(
                     f"The judge server at {self.base_url} answered HTTP {status} for model {self.model!r}: check the "
@@ -350,11 +358,11 @@ class OpenAIChatClient:
                 logger.debug(
                     "The judge server rejected a request (HTTP %d: %s); its reply is None.",
                     status,
-                    response.text[:300],
+                    body[:300].decode("utf-8", errors="replace"),
                 )
                 return None
             try:
-                choice = response.json()["choices"][0]
+                choice = json.loads(body)["choices"][0]
                 content = choice["message"]["content"]
             except (ValueError, KeyError, IndexError, TypeError) as err:
                 content = err

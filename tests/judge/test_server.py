@@ -181,3 +181,23 @@ def test_cache_avoids_repeated_requests(loopback_server):
 def test_rejects_bad_settings(kwargs, match):
     with pytest.raises(ValueError, match=match):
         OpenAIJudge("http://127.0.0.1:1/v1", "judge", **kwargs)
+
+
+@pytest.mark.parametrize("bypass", [False, True])
+def test_proxy_settings_from_the_environment(loopback_server, monkeypatch, bypass):
+    # A loopback server stands in for the proxy: a proxy receives the request with the target's absolute URL, whose
+    # path still ends with /chat/completions, so it answers instead of forwarding. Both read the score from the
+    # question; their request counts say which one was asked.
+    target, proxy = loopback_server(), loopback_server()
+    for name in ("http_proxy", "HTTP_PROXY", "no_proxy", "NO_PROXY", "all_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("HTTP_PROXY", proxy.url.removesuffix("/v1"))
+    if bypass:
+        monkeypatch.setenv("NO_PROXY", "127.0.0.1")
+    questions = ["q score=0.6"] * 3
+    with make_judge(target) as judge:
+        scores = judge.score(questions, ["r1", "r2", "r3"], [None] * 3)
+    if bypass:  # NO_PROXY names the judge's host: straight to it
+        assert scores == [0.6] * 3 and (target.total_requests, proxy.total_requests) == (3, 0)
+    else:  # every request goes through the proxy, which sees it and (here) answers it
+        assert scores == [0.6] * 3 and (target.total_requests, proxy.total_requests) == (0, 3)
