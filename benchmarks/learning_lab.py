@@ -38,6 +38,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--eval_every", type=int, help=f"Steps between evaluations (default {defaults.eval_every}).")
     parser.add_argument("--eval_prompts", type=int, help=f"Held-out prompts (default {defaults.eval_prompts}).")
     parser.add_argument("--seeds", type=int, help=f"GRPO seeds per arm (default {defaults.seeds}).")
+    parser.add_argument(
+        "--first_seed", type=int, help="First GRPO seed (default 0): --first_seed 5 --seeds 5 runs seeds 5-9."
+    )
     parser.add_argument("--sft_seeds", type=int, help=f"SFT warm starts (default {defaults.sft_seeds}).")
     parser.add_argument("--sft_examples", type=int, help=f"SFT examples (default {defaults.sft_examples}).")
     parser.add_argument("--sft_epochs", type=float, help=f"SFT epochs (default {defaults.sft_epochs}).")

@@ -79,6 +79,8 @@ class LabConfig:
             Held-out prompts, one sampled completion each (temperature 1, as in training).
         seeds (`int`, *optional*, defaults to `2`):
             GRPO seeds per arm, all from the same SFT model.
+        first_seed (`int`, *optional*, defaults to `0`):
+            The first GRPO seed: the runs use seeds `first_seed` to `first_seed + seeds - 1` (to add seeds to a lab).
         sft_seeds (`int`, *optional*, defaults to `1`):
             SFT warm starts; every arm and seed runs from each.
         judges (`list[str]`, *optional*, defaults to `["adversarial", "misleading"]`):
@@ -105,6 +107,7 @@ class LabConfig:
     eval_every: int = 20
     eval_prompts: int = 256
     seeds: int = 2
+    first_seed: int = 0
     sft_seeds: int = 1
     judges: list[str] = field(default_factory=lambda: ["adversarial", "misleading"])
     arms: list[str] = field(default_factory=lambda: ["grpo", "naive", "trust_grpo", "trust_grpo_official"])
@@ -125,6 +128,8 @@ class LabConfig:
             raise ValueError(f"Unknown arm(s) {unknown}; choose from {list(ARMS)}.")
         if min(self.grpo_steps, self.eval_every, self.seeds, self.sft_seeds, self.workers) < 1:
             raise ValueError("grpo_steps, eval_every, seeds, sft_seeds and workers must all be >= 1.")
+        if self.first_seed < 0:
+            raise ValueError(f"first_seed must be >= 0, got {self.first_seed}.")
         unknown = [j for j in self.judges if j not in JUDGE_KINDS]
         if unknown:
             raise ValueError(f"Unknown judge(s) {unknown}; choose from {list(JUDGE_KINDS)}.")
@@ -756,7 +761,7 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
         check["seconds"] = time.perf_counter() - sft_start
         sft_checks[sft_seed] = check
         logger.info("SFT init %d: %s", sft_seed, format_sft_check(check))
-        for seed in range(config.seeds):
+        for seed in range(config.first_seed, config.first_seed + config.seeds):
             for arm in config.arms:
                 for judge in [None] if ARMS[arm] is None else config.judges:
                     name = f"{arm}" if judge is None else f"{arm}-{judge}"

@@ -381,3 +381,14 @@ def test_run_arm_smoke_with_a_reliability_rule(tmp_path, arm):
     assert [p["step"] for p in result["curve"]] == [0, 2]
     for d in result["diagnostics"]:  # the raw outcome decides mixed groups, not the (possibly normalised) column
         assert d["mixed_frac"] in (0.0, 0.5, 1.0)
+
+
+def test_first_seed_adds_seeds_to_a_lab():
+    from benchmarks.learning_lab import parse_args
+
+    args = parse_args(["--first_seed", "5", "--seeds", "5"])
+    assert (args.first_seed, args.seeds) == (5, 5)
+    assert parse_args([]).first_seed is None  # the config's default (0) applies
+    assert LabConfig().first_seed == 0
+    with pytest.raises(ValueError, match="first_seed must be >= 0, got -1"):
+        LabConfig(first_seed=-1)
