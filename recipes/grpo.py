@@ -77,10 +77,10 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
     # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
     init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
     readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default
-    if readout and backend in ("scalar", "vllm"):
+    if readout and backend == "scalar":
         raise ValueError(
-            f"judge_readout={script_args.judge_readout!r} applies to the 'transformers' and 'openai' judges; the "
-            f"{backend!r} judge has one readout. Remove judge_readout."
+            f"judge_readout={script_args.judge_readout!r} applies to the generative judges ('transformers', 'openai', "
+            "'vllm'); the 'scalar' judge has one readout. Remove judge_readout."
         )
     if backend == "transformers":
         return judges.TransformersJudge(
@@ -107,7 +107,9 @@ def get_thinking_judge(script_args: TrustGRPOScriptArguments):
             **readout,
         )
         return judge
-    return judges.VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt)
+    return judges.VLLMJudge(
+        name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt, **readout
+    )
 
 
 def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):

@@ -235,8 +235,8 @@ class TrustGRPOScriptArguments(ScriptArguments):
         metadata={
             "help": "How a generative judge's score is read: 'expected' (the probability-weighted mean of the score "
             "tokens after '<answer>', one forward pass) or 'greedy' (the written score). None: the backend's default, "
-            "'expected' for 'transformers' and 'greedy' for 'openai' (vLLM's server supports 'expected'; transformers "
-            "serve does not). See docs/thinking_reward_model.md.",
+            "'expected' for 'transformers', 'greedy' for 'openai' (vLLM's server supports 'expected'; transformers "
+            "serve does not) and 'vllm'. See docs/thinking_reward_model.md.",
             "choices": list(JUDGE_READOUTS),
         },
     )

@@ -27,6 +27,9 @@ from .prompt import (
     score_token_ids,
 )
 
+# Log-probabilities vLLM returns per position (its default limit, `max_logprobs`, is 20).
+_VLLM_TOP_LOGPROBS = 20
+
 
 def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:
     """Row indices in batches of similar text length, so less compute goes to padding."""
@@ -287,6 +290,13 @@ class VLLMJudge(ThinkingJudge):
         judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt the judge was trained with (e.g. from a template file, [`~sophia_trl.judges.load_judge_prompt`]);
             this project's prompt when `None`.
+        readout (`str`, *optional*, defaults to `"greedy"`):
+            `"greedy"` parses the generated text. `"expected"` continues an assistant turn prefilled with
+            `<answer>0.` for one token, with the top-20 log-probabilities of the prompt's last tokens and of that token:
+            the distribution after `<answer>` ("0" or "1") and after `<answer>0.` (the digit) give
+            [`~sophia_trl.judges.expected_score`] in one pass, as [`TransformersJudge`] does. It needs a tokenizer
+            that writes `<answer>0.7` one token per character ([`~sophia_trl.judges.score_token_ids`] checks it when
+            the judge is built).
     """
 
     def __init__(
@@ -299,7 +309,10 @@ class VLLMJudge(ThinkingJudge):
         llm_kwargs: dict[str, Any] | None = None,
         cache_size: int = 4096,
         judge_prompt: JudgePrompt | None = None,
+        readout: str = "greedy",
     ):
+        if readout not in JUDGE_READOUTS:
+            raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
         try:
             import vllm
         except ImportError as err:
@@ -320,7 +333,14 @@ class VLLMJudge(ThinkingJudge):
             **(llm_kwargs or {}),
         }
         self.llm = vllm.LLM(**kwargs)
-        self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
+        self.readout = readout
+        if readout == "expected":
+            self._score_ids = score_token_ids(self.llm.get_tokenizer())
+            self.sampling_params = vllm.SamplingParams(
+                temperature=0.0, max_tokens=1, logprobs=_VLLM_TOP_LOGPROBS, prompt_logprobs=_VLLM_TOP_LOGPROBS
+            )
+        else:
+            self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
 
     def _score_uncached(
         self, questions: list[str], responses: list[str], images: list[Image.Image | None]
@@ -329,5 +349,34 @@ class VLLMJudge(ThinkingJudge):
             build_openai_messages(q, r, img, self.image_format, judge_prompt=self.judge_prompt)
             for q, r, img in zip(questions, responses, images)
         ]
+        if self.readout == "expected":
+            return self._expected_scores(conversations)
         outputs = self.llm.chat(conversations, sampling_params=self.sampling_params, use_tqdm=False)
         return [parse_score(output.outputs[0].text) if output.outputs else None for output in outputs]
+
+    def _expected_scores(self, conversations: list[list[dict[str, Any]]]) -> list[float | None]:
+        prefilled = [[*c, {"role": "assistant", "content": SCORE_PREFIX + "0."}] for c in conversations]
+        outputs = self.llm.chat(
+            prefilled,
+            sampling_params=self.sampling_params,
+            use_tqdm=False,
+            add_generation_prompt=False,
+            continue_final_message=True,
+        )
+        ids = self._score_ids
+
+        def by_char(logprobs: dict[int, Any] | None) -> dict[str, float]:
+            # vLLM's {token id: Logprob}: the top-20 and the token that is there; read by id, not decoded text.
+            return {ch: logprobs[i].logprob for ch, i in ids.items() if logprobs and i in logprobs}
+
+        scores: list[float | None] = []
+        for output in outputs:
+            try:
+                # The prompt ends "<answer>", "0", ".": the entry at "0" is the distribution after "<answer>".
+                first = by_char(output.prompt_logprobs[-2])
+                digit = by_char(output.outputs[0].logprobs[0])
+            except (AttributeError, IndexError, TypeError):  # no log-probabilities in the output
+                scores.append(None)
+                continue
+            scores.append(expected_score(first, digit))
+        return scores

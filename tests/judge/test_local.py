@@ -1,6 +1,7 @@
 """The in-process judges (`sophia_trl.judges.local`): TransformersJudge on the tiny judge, VLLMJudge with a stand-in
 vLLM. ScalarJudge is tested with the model it loads, in test_reward_trainer.py."""
 
+import math
 import sys
 from types import SimpleNamespace
 
@@ -152,3 +153,53 @@ def test_vllm_judge_builds_chat_requests(monkeypatch):
     assert first == build_openai_messages("q1", "r1", image)
     assert first[1]["content"][0]["type"] == "image_url"
     assert [block["type"] for block in second[1]["content"]] == ["text"]
+
+
+def test_vllm_judge_expected_readout_reads_the_prompt_and_token_logprobs(monkeypatch, tiny_judge_dir):
+    from transformers import AutoTokenizer
+
+    from sophia_trl.judges import score_token_ids
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_judge_dir)
+    ids = score_token_ids(tokenizer)
+    calls = {}
+
+    def logprob_entries(probs):  # vLLM's {token id: Logprob(logprob, rank, decoded_token)}
+        return {ids[ch]: SimpleNamespace(logprob=math.log(p), rank=1, decoded_token=ch) for ch, p in probs.items()}
+
+    class SamplingParams:
+        def __init__(self, **kwargs):
+            calls["sampling"] = kwargs
+
+    class LLM:
+        def __init__(self, **kwargs):
+            pass
+
+        def get_tokenizer(self):
+            return tokenizer
+
+        def chat(self, conversations, sampling_params, use_tqdm, **kwargs):
+            calls["conversations"], calls["chat"] = conversations, kwargs
+            # Row 1: P("1") = 0.25, P("0") = 0.75, digits 4 and 8 at 0.5 each -> 0.25 * 1.0 + 0.75 * 0.6 = 0.70.
+            # Row 2: all on "1" -> 1.0. Row 3: no log-probabilities (e.g. the server's max_logprobs was 0) -> None.
+            prompts = [
+                [None, logprob_entries({"0": 0.75, "1": 0.25}), logprob_entries({".": 1.0})],
+                [None, logprob_entries({"1": 1.0}), logprob_entries({".": 1.0})],
+                None,
+            ]
+            tokens = [[logprob_entries({"4": 0.5, "8": 0.5})], [logprob_entries({"0": 1.0})], None]
+            return [
+                SimpleNamespace(prompt_logprobs=p, outputs=[SimpleNamespace(text="", logprobs=t)])
+                for p, t in zip(prompts, tokens)
+            ]
+
+    monkeypatch.setitem(sys.modules, "vllm", SimpleNamespace(LLM=LLM, SamplingParams=SamplingParams))
+    judge = VLLMJudge("/models/judge", readout="expected")
+    assert calls["sampling"] == {"temperature": 0.0, "max_tokens": 1, "logprobs": 20, "prompt_logprobs": 20}
+    scores = judge.score(["q1", "q2", "q3"], ["r1", "r2", "r3"], [None] * 3)
+    assert scores[0] == pytest.approx(0.70) and scores[1] == pytest.approx(1.0) and scores[2] is None
+    assert calls["chat"] == {"add_generation_prompt": False, "continue_final_message": True}
+    assert calls["conversations"][0][-1] == {"role": "assistant", "content": "<answer>0."}
+    assert calls["conversations"][0][:-1] == build_openai_messages("q1", "r1", None)
+    with pytest.raises(ValueError, match="readout='best' is not one of"):
+        VLLMJudge("/models/judge", readout="best")

@@ -78,3 +78,20 @@ def test_overlap_setting_reaches_the_trainer(tmp_path, monkeypatch, flags, overl
     with pytest.raises(Stop):
         grpo.main(script_args, training_args, model_args)
     assert seen["overlap_judge"] is overlap
+
+
+@pytest.mark.parametrize("flags, readout", [([], "greedy"), (["--judge_readout", "expected"], "expected")])
+def test_in_process_vllm_judge_readout_from_the_command_line(tmp_path, monkeypatch, flags, readout):
+    import sys
+    from types import SimpleNamespace
+
+    from sophia_trl.tiny import build_tiny_tokenizer
+
+    tokenizer = build_tiny_tokenizer()  # writes "<answer>0.7" one token per character, as the readout needs
+    llm = SimpleNamespace(get_tokenizer=lambda: tokenizer)
+    vllm = SimpleNamespace(LLM=lambda **kwargs: llm, SamplingParams=lambda **kwargs: kwargs)
+    monkeypatch.setitem(sys.modules, "vllm", vllm)  # vLLM is not installed here: a stand-in records the settings
+    args = parse(tmp_path, "--judge_backend", "vllm", "--judge_model_name_or_path", "j", *flags)
+    judge = import_recipe("grpo").get_thinking_judge(args)
+    assert judge.readout == readout
+    assert judge.sampling_params["max_tokens"] == (1 if readout == "expected" else args.judge_max_new_tokens)
