@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow quality style eval lab lab-sparse lab-rules clean
+.PHONY: setup demo test test-slow quality style eval lab lab-sparse lab-rules lab-scenes clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -53,6 +53,10 @@ lab-sparse: setup
 lab-rules: setup
 	$(PY) benchmarks/learning_lab.py --seeds 5 --judges reliable adversarial \
 		--arms grpo trust_grpo reliability reliability_separate --output_dir outputs/lab_rules
+
+# The multimodal check: the tiny VLM on the synthetic scenes, 4 arms x 2 judges x 3 seeds (21 runs): docs/learning_lab.md
+lab-scenes: setup
+	$(PY) benchmarks/learning_lab.py --task scenes --output_dir outputs/lab_scenes
 
 clean:
 	rm -rf outputs .pytest_cache .import_linter_cache .grimp_cache

@@ -5,10 +5,13 @@ trained with the project's TrustGRPOTrainer in several arms (plain GRPO, naive t
 only, Trust-GRPO with the paper's and the released code's preset) against judges whose reliability is set
 (reliable, adversarial, misleading), over several seeds. Writes `table.md`, `curves.png` and `results.json` to
 `--output_dir` and prints the table; a rerun with the same `--output_dir` reuses finished runs. See docs/learning_lab.md.
+`--task scenes` runs the same experiment on the synthetic multimodal scenes with the tiny VLM (`benchmarks/lab/scenes.py`,
+its own sizes `SCENES`; the options given override them).
 
 ```bash
 python benchmarks/learning_lab.py --output_dir outputs/learning_lab            # default lab (~10 min on 2 idle cores)
 python benchmarks/learning_lab.py --quick --output_dir outputs/learning_lab_quick   # end-to-end check, ~1 min
+python benchmarks/learning_lab.py --task scenes --output_dir outputs/lab_scenes     # the multimodal check
 ```
 """
 
@@ -24,9 +27,18 @@ from pathlib import Path
 # it imports as `benchmarks.lab`, here as in the tests, whichever folder the script is started from.
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from benchmarks.lab.experiment import ARMS, QUICK, LabConfig, format_sft_check, run_lab
+from benchmarks.lab.experiment import (
+    ARMS,
+    QUICK,
+    SCENES,
+    SCENES_QUICK,
+    SCENES_TASK,
+    TASK_NAMES,
+    LabConfig,
+    format_sft_check,
+    run_lab,
+)
 from benchmarks.lab.judges import JUDGE_KINDS
-from benchmarks.lab.task import TASKS
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -49,8 +61,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--workers", type=int, help=f"Runs in parallel (default {defaults.workers}).")
     parser.add_argument(
         "--task",
-        choices=list(TASKS),
-        help="Task variant (default 'default', 4 operands; 'sparse': 5 operands of 0-9, few right answers at the start).",
+        choices=list(TASK_NAMES),
+        help="Task (default 'default', 4 operands; 'sparse': 5 operands of 0-9, few right answers at the start; "
+        "'scenes': the synthetic multimodal scenes with the tiny VLM, the multimodal check).",
     )
     parser.add_argument("--max_completion_length", type=int, help="Tokens per completion (default: the task's).")
     return parser.parse_args(argv)
@@ -59,11 +72,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s")
-    base = QUICK if args.quick else LabConfig()
+    if args.task == SCENES_TASK:
+        base = SCENES_QUICK if args.quick else SCENES
+    else:
+        base = QUICK if args.quick else LabConfig()
     overrides = {
         f.name: getattr(args, f.name) for f in dataclasses.fields(LabConfig) if getattr(args, f.name, None) is not None
     }
-    if "task" in overrides and "max_completion_length" not in overrides:
+    if "task" in overrides and "max_completion_length" not in overrides and args.task != SCENES_TASK:
         overrides["max_completion_length"] = None  # the new task's own length, not the base config's
     config = dataclasses.replace(base, **overrides)
     print(f"Learning lab: {config}")

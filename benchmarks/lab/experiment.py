@@ -28,7 +28,9 @@ from trl import SFTConfig, SFTTrainer
 
 from sophia_trl.configs import TrustGRPOConfig
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.rewards import outcome_reward
 
+from . import scenes
 from .judges import JUDGE_KINDS, LabJudge, parse_problem
 from .task import STYLES, TASKS, build_tokenizer, make_problems, outcome_score, read_response, write_response
 
@@ -59,6 +61,9 @@ ARMS: dict[str, dict | None] = {
 SFT_STYLE_MIX = {None: 0.4, "filler": 0.3, "slip": 0.15, "carried": 0.15}
 SFT_STYLE_MIXES = {"default": SFT_STYLE_MIX, "sparse": SFT_STYLE_MIX}  # per task: the sparse task is harder, not rarer
 CORRECT_THRESHOLD = 0.5
+# The tasks: the text variants of `TASKS`, and the synthetic scenes with the tiny VLM (`benchmarks.lab.scenes`).
+SCENES_TASK = "scenes"
+TASK_NAMES = (*TASKS, SCENES_TASK)
 
 
 @dataclass
@@ -98,7 +103,8 @@ class LabConfig:
             GRPO learning rate.
         task (`str`, *optional*, defaults to `"default"`):
             Task variant from `benchmarks.lab.task.TASKS`: `"default"` (4 operands of 0-5) or `"sparse"` (5 operands
-            of 0-9, a warm start that answers few prompts right).
+            of 0-9, a warm start that answers few prompts right); or `"scenes"`, the synthetic scenes with the tiny VLM
+            (`benchmarks.lab.scenes`; start from the `SCENES` sizes).
     """
 
     sft_examples: int = 6000
@@ -119,10 +125,14 @@ class LabConfig:
     task: str = "default"
 
     def __post_init__(self):
-        if self.task not in TASKS:
-            raise ValueError(f"Unknown task {self.task!r}; choose from {list(TASKS)}.")
+        if self.task not in TASK_NAMES:
+            raise ValueError(f"Unknown task {self.task!r}; choose from {list(TASK_NAMES)}.")
         if self.max_completion_length is None:
-            self.max_completion_length = TASKS[self.task].max_completion_length
+            self.max_completion_length = (
+                scenes.MAX_COMPLETION_LENGTH if self.task == SCENES_TASK else TASKS[self.task].max_completion_length
+            )
+        if self.task == SCENES_TASK and any(j not in scenes.SCENE_JUDGE_KINDS for j in self.judges):
+            raise ValueError(f"The scenes task has the judges {list(scenes.SCENE_JUDGE_KINDS)}; got {self.judges}.")
         unknown = [a for a in self.arms if a not in ARMS]
         if unknown:
             raise ValueError(f"Unknown arm(s) {unknown}; choose from {list(ARMS)}.")
@@ -145,6 +155,37 @@ QUICK = LabConfig(
     judges=["adversarial"],
     arms=["grpo", "trust_grpo"],
     workers=1,
+)
+
+# The multimodal check (`--task scenes`): sizes that fit the tiny VLM's step time (see docs/learning_lab.md).
+SCENES = LabConfig(
+    task=SCENES_TASK,
+    sft_examples=1200,
+    sft_epochs=4.0,  # 600 SFT steps of 8: 33 % right, every group of 8 mixed (measured; 100 steps: 2 %)
+    grpo_steps=20,  # ~8.5 s a step on the shared 2 cores: 21 runs fit in about 40 minutes
+    eval_every=10,
+    eval_prompts=96,
+    seeds=3,
+    judges=["reliable", "adversarial"],
+    arms=["grpo", "naive", "trust_grpo", "reliability_separate"],
+    workers=2,
+    num_generations=8,
+    prompts_per_step=4,
+)
+SCENES_QUICK = LabConfig(
+    task=SCENES_TASK,
+    sft_examples=48,
+    sft_epochs=1.0,
+    grpo_steps=2,
+    eval_every=1,
+    eval_prompts=6,
+    seeds=1,
+    judges=["adversarial"],
+    arms=["grpo", "trust_grpo"],
+    workers=1,
+    num_generations=4,
+    prompts_per_step=2,
+    max_completion_length=48,
 )
 
 # --- Policy and SFT warm start --------------------------------------------------------------------------------------
@@ -327,11 +368,21 @@ def group_diagnostics(
     return result
 
 
-class LabTrainer(TrustGRPOTrainer):
-    """[`TrustGRPOTrainer`] that also records [`group_diagnostics`] of every training batch in `self.diagnostics`."""
+def _text_outcome(inputs: list[dict], prompts: list, completions: list) -> list[float]:
+    return lab_outcome_reward(completions, prompts)
 
-    def __init__(self, *args, **kwargs):
+
+class LabTrainer(TrustGRPOTrainer):
+    """
+    [`TrustGRPOTrainer`] that also records [`group_diagnostics`] of every training batch in `self.diagnostics`.
+
+    `outcome_fn(inputs, prompts, completions) -> list[float]` grades the batch for the diagnostics (the text task's
+    [`lab_outcome_reward`] by default).
+    """
+
+    def __init__(self, *args, outcome_fn=_text_outcome, **kwargs):
         super().__init__(*args, **kwargs)
+        self.outcome_fn = outcome_fn
         self.diagnostics: list[dict[str, float]] = []
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
@@ -340,7 +391,7 @@ class LabTrainer(TrustGRPOTrainer):
             return rewards_per_func
         bonus = gamma = None
         # Graded here, not read from column 0: a reliability rule may hand TRL that column normalised.
-        outcome = torch.tensor(lab_outcome_reward(completions, prompts), dtype=torch.float32)
+        outcome = torch.tensor(self.outcome_fn(inputs, prompts, completions), dtype=torch.float32)
         if self.thinking_judge is not None:
             bonus = rewards_per_func[:, -1]
             # The trainer logs each row's gamma as a completions-table column; single process, so it is the batch.
@@ -351,18 +402,17 @@ class LabTrainer(TrustGRPOTrainer):
 
 
 class HeldOutEval(TrainerCallback):
-    """Samples and grades the held-out prompts at step 0, every `every` steps and at the end."""
+    """Runs `evaluate(model) -> metrics` (held-out prompts, sampled and graded) at step 0, every `every` steps and at
+    the end."""
 
-    def __init__(self, tokenizer, problems: list, every: int, max_new_tokens: int, seed: int):
-        self.tokenizer, self.problems, self.every = tokenizer, problems, every
-        self.max_new_tokens, self.seed = max_new_tokens, seed
+    def __init__(self, evaluate, every: int):
+        self.evaluate, self.every = evaluate, every
         self.curve: list[dict[str, float]] = []
 
     def _evaluate(self, step: int, model) -> None:
         if self.curve and self.curve[-1]["step"] == step:
             return
-        metrics = sample_and_grade(model, self.tokenizer, self.problems, self.max_new_tokens, self.seed)
-        self.curve.append({"step": step, **metrics})
+        self.curve.append({"step": step, **self.evaluate(model)})
 
     def on_train_begin(self, args, state, control, model=None, **kwargs):
         self._evaluate(0, model)
@@ -385,19 +435,10 @@ class RunSpec:
     config: LabConfig
 
 
-def run_arm(spec: RunSpec) -> dict:
-    """Trains one arm and returns its held-out curve, per-step diagnostics and speed (runs in a worker process)."""
-    torch.set_num_threads(1)  # two runs share the two cores
+def _grpo_args(spec: RunSpec) -> TrustGRPOConfig:
+    """The TrustGRPOConfig of one run: the lab's sizes, the paper's alpha, and the arm's settings."""
     config = spec.config
-    tokenizer = PreTrainedTokenizerFast.from_pretrained(spec.sft_dir)
-    model = AutoModelForCausalLM.from_pretrained(spec.sft_dir)
-    num_prompts = config.grpo_steps * config.prompts_per_step
-    variant = TASKS[config.task]
-    problems = make_problems(num_prompts, seed=20_000 + spec.seed, variant=variant)
-    train = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
-    held_out = make_problems(config.eval_prompts, seed=99, variant=variant)
-    arm_settings = ARMS[spec.arm] or {}
-    args = TrustGRPOConfig(
+    return TrustGRPOConfig(
         output_dir=spec.output_dir,
         max_steps=config.grpo_steps,
         per_device_train_batch_size=config.prompts_per_step * config.num_generations,
@@ -417,18 +458,12 @@ def run_arm(spec: RunSpec) -> dict:
         seed=spec.seed,
         data_seed=spec.seed,
         disable_tqdm=True,
-        **arm_settings,
+        **(ARMS[spec.arm] or {}),
     )
-    evaluator = HeldOutEval(tokenizer, held_out, config.eval_every, config.max_completion_length, seed=1234)
-    trainer = LabTrainer(
-        model=model,
-        reward_funcs=[lab_outcome_reward],
-        args=args,
-        train_dataset=train,
-        processing_class=tokenizer,
-        thinking_judge=LabJudge(spec.judge) if ARMS[spec.arm] is not None else None,
-        callbacks=[evaluator],
-    )
+
+
+def _train_and_save(spec: RunSpec, trainer: LabTrainer, evaluator: HeldOutEval) -> dict:
+    """Trains, then writes the run's `result.json` (held-out curve, per-step diagnostics, speed) and returns it."""
     start = time.perf_counter()
     trainer.train()
     seconds = time.perf_counter() - start
@@ -437,9 +472,9 @@ def run_arm(spec: RunSpec) -> dict:
         "judge": spec.judge,
         "seed": spec.seed,
         "sft_seed": spec.sft_seed,
-        "settings": run_settings(config),
+        "settings": run_settings(spec.config),
         "seconds": seconds,
-        "steps_per_second": config.grpo_steps / seconds,
+        "steps_per_second": spec.config.grpo_steps / seconds,
         "curve": evaluator.curve,
         "diagnostics": trainer.diagnostics,
     }
@@ -448,6 +483,72 @@ def run_arm(spec: RunSpec) -> dict:
     tmp.write_text(json.dumps(result))
     tmp.replace(tmp.with_suffix(""))  # atomic: an interrupted run leaves no half-written result.json
     return result
+
+
+def run_arm(spec: RunSpec) -> dict:
+    """Trains one arm and returns its held-out curve, per-step diagnostics and speed (runs in a worker process)."""
+    torch.set_num_threads(1)  # two runs share the two cores
+    config = spec.config
+    if config.task == SCENES_TASK:
+        return run_scene_arm(spec)
+    tokenizer = PreTrainedTokenizerFast.from_pretrained(spec.sft_dir)
+    model = AutoModelForCausalLM.from_pretrained(spec.sft_dir)
+    num_prompts = config.grpo_steps * config.prompts_per_step
+    variant = TASKS[config.task]
+    problems = make_problems(num_prompts, seed=20_000 + spec.seed, variant=variant)
+    train = Dataset.from_dict({"prompt": [p.prompt for p in problems]})
+    held_out = make_problems(config.eval_prompts, seed=99, variant=variant)
+    evaluator = HeldOutEval(
+        lambda model: sample_and_grade(model, tokenizer, held_out, config.max_completion_length, seed=1234),
+        config.eval_every,
+    )
+    trainer = LabTrainer(
+        model=model,
+        reward_funcs=[lab_outcome_reward],
+        args=_grpo_args(spec),
+        train_dataset=train,
+        processing_class=tokenizer,
+        thinking_judge=LabJudge(spec.judge) if ARMS[spec.arm] is not None else None,
+        callbacks=[evaluator],
+    )
+    return _train_and_save(spec, trainer, evaluator)
+
+
+def _scene_outcome(inputs: list[dict], prompts: list, completions: list) -> list[float]:
+    return outcome_reward(
+        completions, solution=[x["solution"] for x in inputs], problem_type=[x["problem_type"] for x in inputs]
+    )
+
+
+def run_scene_arm(spec: RunSpec) -> dict:
+    """[`run_arm`] on the synthetic scenes: the tiny VLM, `outcome_reward`, a [`scenes.SceneJudge`] over the run's
+    training problems."""
+    from transformers import AutoModelForImageTextToText, AutoProcessor
+
+    config = spec.config
+    processor = AutoProcessor.from_pretrained(spec.sft_dir, padding_side="left")
+    model = AutoModelForImageTextToText.from_pretrained(spec.sft_dir)
+    problems = scenes.make_scene_problems(config.grpo_steps * config.prompts_per_step, seed=20_000 + spec.seed)
+    held_out = scenes.make_scene_problems(config.eval_prompts, seed=scenes.HELD_OUT_SEED)
+
+    def evaluate(model) -> dict[str, float]:
+        texts = scenes.sample_scenes(model, processor, held_out, config.max_completion_length, seed=1234)
+        return scenes.grade_scenes(held_out, texts)
+
+    evaluator = HeldOutEval(evaluate, config.eval_every)
+    trainer = LabTrainer(
+        model=model,
+        reward_funcs=[outcome_reward],
+        args=_grpo_args(spec),
+        train_dataset=scenes.scene_dataset(problems),
+        processing_class=processor,
+        thinking_judge=(
+            scenes.SceneJudge(spec.judge, scenes.SceneIndex(problems)) if ARMS[spec.arm] is not None else None
+        ),
+        callbacks=[evaluator],
+        outcome_fn=_scene_outcome,
+    )
+    return _train_and_save(spec, trainer, evaluator)
 
 
 # Settings that change what a single run computes; a saved run is reused only when they all match.
@@ -467,7 +568,10 @@ RUN_SETTINGS = (
 
 def run_settings(config: LabConfig) -> dict:
     """The settings of `config` that one run's result depends on (see `RUN_SETTINGS`)."""
-    return {name: getattr(config, name) for name in RUN_SETTINGS}
+    settings = {name: getattr(config, name) for name in RUN_SETTINGS}
+    if config.task == SCENES_TASK:
+        settings["scene_problem_types"] = list(scenes.SCENE_PROBLEM_TYPES)
+    return settings
 
 
 def load_finished(spec: RunSpec) -> dict | None:
@@ -501,11 +605,20 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
     return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
 
 
+def _metrics(results: list[dict]) -> tuple[str, ...]:
+    """The held-out metrics the lab compares: accuracy and sound fraction, and the reasoning score where measured."""
+    return (
+        ("accuracy", "sound", "reasoning")
+        if results and "reasoning" in results[0]["curve"][0]
+        else ("accuracy", "sound")
+    )
+
+
 def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
     """
-    One row per (judge, arm): final held-out accuracy and sound fraction (mean and sd over seeds and SFT inits), and
-    the training diagnostics averaged over each run, then over runs. With `per_sft_init`, one row per (SFT init,
-    judge, arm), with an `sft_init` entry.
+    One row per (judge, arm): final held-out accuracy and sound fraction (and the mean reasoning score, where the
+    curves have one: the scenes), mean and sd over seeds and SFT inits, and the training diagnostics averaged over
+    each run, then over runs. With `per_sft_init`, one row per (SFT init, judge, arm), with an `sft_init` entry.
 
     `accuracy_vs_grpo` and `sound_vs_grpo` are paired differences: each run's final value minus that of the plain GRPO
     run with the same seed and SFT init (same training prompts in the same order, same start), mean and sd over the
@@ -531,7 +644,7 @@ def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
         row = {"judge": judge, "arm": arm, "runs": len(runs)}
         if per_sft_init:
             row["sft_init"] = sft_init[0]
-        for key in ("accuracy", "sound"):
+        for key in _metrics(results):
             row[f"{key}_start"] = mean_sd([r["curve"][0][key] for r in runs])
             row[key] = mean_sd([r["curve"][-1][key] for r in runs])
             row[f"{key}_vs_grpo"] = mean_sd(
@@ -573,8 +686,11 @@ def _fmt_paired(diff: tuple[float, float, int]) -> str:
     mean, se, n = diff
     if n == 0:
         return "-"
-    ratio = f", {mean / se:+.1f} SE" if se > 0 else ""
+    ratio = f", {mean / se:+.1f} SE" if se > 1e-9 else ""  # equal differences: no ratio of rounding noise
     return f"{mean:+.3f} ± {se:.3f}{ratio}"
+
+
+METRIC_LABELS = {"accuracy": "accuracy", "sound": "sound", "reasoning": "reasoning score"}
 
 
 def comparisons_table(results: list[dict]) -> str:
@@ -583,22 +699,19 @@ def comparisons_table(results: list[dict]) -> str:
     same judge), each run against the baseline run with the same seed and SFT init: mean ± standard error over the
     pairs, and the mean in standard errors.
     """
+    metrics = _metrics(results)
     keys = sorted(
         {(r["judge"], r["arm"]) for r in results if r["judge"] is not None},
         key=lambda k: (JUDGE_KINDS.index(k[0]) if k[0] in JUDGE_KINDS else len(JUDGE_KINDS), list(ARMS).index(k[1])),
     )
-    lines = [
-        "| judge | arm | pairs | accuracy vs GRPO | sound vs GRPO | accuracy vs trust_grpo | sound vs trust_grpo |",
-        "|---|---|---|---|---|---|---|",
-    ]
+    columns = [f"{METRIC_LABELS[m]} vs {base}" for base in ("GRPO", "trust_grpo") for m in metrics]
+    lines = ["| judge | arm | pairs | " + " | ".join(columns) + " |", "|---|---|---" + "|---" * len(columns) + "|"]
     for judge, arm in keys:
-        cells = [paired_difference(results, arm, judge, "grpo", None, key) for key in ("accuracy", "sound")]
+        cells = [paired_difference(results, arm, judge, "grpo", None, key) for key in metrics]
         if arm == "trust_grpo":
-            cells += [(math.nan, math.nan, 0)] * 2
+            cells += [(math.nan, math.nan, 0)] * len(metrics)
         else:
-            cells += [
-                paired_difference(results, arm, judge, "trust_grpo", judge, key) for key in ("accuracy", "sound")
-            ]
+            cells += [paired_difference(results, arm, judge, "trust_grpo", judge, key) for key in metrics]
         lines.append(f"| {judge} | {arm} | {cells[0][2]} | " + " | ".join(_fmt_paired(c) for c in cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -611,24 +724,42 @@ def _fmt(pair: tuple[float, float], digits: int = 2, signed: bool = False) -> st
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The summary as a markdown table (mean ± sd over runs)."""
+    """The summary as a markdown table (mean ± sd over runs); with a reasoning-score column where rows have one."""
     per_init = bool(rows) and "sft_init" in rows[0]
-    header = (
-        ("| SFT init " if per_init else "")
-        + "| judge | arm | runs | accuracy (start -> end) | sound reasoning (start -> end) | accuracy vs GRPO | "
-        "sound vs GRPO | mixed groups | gamma in mixed groups | uniform groups moved by the judge | steps/s |\n"
-        + ("|---" if per_init else "")
-        + "|---|---|---|---|---|---|---|---|---|---|---|\n"
-    )
-    lines = [
-        (f"| {r['sft_init']} " if per_init else "")
-        + f"| {r['judge']} | {r['arm']} | {r['runs']} | {_fmt(r['accuracy_start'])} -> {_fmt(r['accuracy'])} | "
-        f"{_fmt(r['sound_start'])} -> {_fmt(r['sound'])} | {_fmt(r['accuracy_vs_grpo'], 3, signed=True)} | "
-        f"{_fmt(r['sound_vs_grpo'], 3, signed=True)} | {_fmt(r['mixed_frac'])} | {_fmt(r['gamma_mixed'])} | "
-        f"{_fmt(r['uniform_judge_acts'])} | {_fmt(r['steps_per_second'])} |"
-        for r in rows
+    reasoning = bool(rows) and "reasoning" in rows[0]
+    columns = [
+        *(["SFT init"] if per_init else []),
+        "judge",
+        "arm",
+        "runs",
+        "accuracy (start -> end)",
+        "sound reasoning (start -> end)",
+        *(["reasoning score (start -> end)"] if reasoning else []),
+        "accuracy vs GRPO",
+        "sound vs GRPO",
+        *(["reasoning score vs GRPO"] if reasoning else []),
+        "mixed groups",
+        "gamma in mixed groups",
+        "uniform groups moved by the judge",
+        "steps/s",
     ]
-    return header + "\n".join(lines) + "\n"
+    lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
+    for r in rows:
+        metrics = ("accuracy", "sound", "reasoning") if reasoning else ("accuracy", "sound")
+        cells = [
+            *([str(r["sft_init"])] if per_init else []),
+            r["judge"],
+            r["arm"],
+            str(r["runs"]),
+            *(f"{_fmt(r[f'{m}_start'])} -> {_fmt(r[m])}" for m in metrics),
+            *(_fmt(r[f"{m}_vs_grpo"], 3, signed=True) for m in metrics),
+            _fmt(r["mixed_frac"]),
+            _fmt(r["gamma_mixed"]),
+            _fmt(r["uniform_judge_acts"]),
+            _fmt(r["steps_per_second"]),
+        ]
+        lines.append("| " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
 
 
 def _figure(num_rows: int, judges: list[str], height: float):
@@ -659,13 +790,22 @@ def _save(fig, axes, path: Path) -> None:
     plt.close(fig)
 
 
+CURVE_LABELS = {
+    "accuracy": "held-out accuracy (sampled)",
+    "sound": "sound-reasoning fraction",
+    "reasoning": "mean reasoning score",
+}
+
+
 def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
-    """Held-out accuracy and sound-reasoning fraction over steps, one panel pair per judge, mean ± sd shaded."""
-    fig, axes, colors = _figure(2, judges, height=6.5)
+    """Held-out accuracy and sound-reasoning fraction (and the mean reasoning score, where measured) over steps, one
+    column per judge, mean ± sd shaded."""
+    metrics = _metrics(results)
+    fig, axes, colors = _figure(len(metrics), judges, height=3.25 * len(metrics))
     for col, judge in enumerate(judges):
         for arm, runs in _runs_by_arm(results, judge):
             steps = [p["step"] for p in runs[0]["curve"]]
-            for row, key in enumerate(("accuracy", "sound")):
+            for row, key in enumerate(metrics):
                 stats = [mean_sd([r["curve"][i][key] for r in runs]) for i in range(len(steps))]
                 mean = [m for m, _ in stats]
                 sd = [s for _, s in stats]
@@ -679,9 +819,9 @@ def plot_curves(results: list[dict], judges: list[str], path: Path) -> None:
                     color=colors[arm],
                 )
         axes[0][col].set_title(f"{judge} judge")
-        axes[0][col].set_ylabel("held-out accuracy (sampled)")
-        axes[1][col].set_ylabel("sound-reasoning fraction")
-        axes[1][col].set_xlabel("GRPO step")
+        for row, key in enumerate(metrics):
+            axes[row][col].set_ylabel(CURVE_LABELS[key])
+        axes[-1][col].set_xlabel("GRPO step")
     _save(fig, axes, path)
 
 
@@ -747,18 +887,21 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
     sft_checks, specs = {}, []
     for sft_seed in range(config.sft_seeds):
         sft_dir = out / f"sft_{sft_seed}"
-        sft_start = time.perf_counter()
-        train_sft(sft_dir, config, sft_seed)
-        model = AutoModelForCausalLM.from_pretrained(sft_dir)
-        tokenizer = PreTrainedTokenizerFast.from_pretrained(sft_dir)
-        check = sample_and_grade(
-            model,
-            tokenizer,
-            make_problems(max(config.eval_prompts, 512), seed=99, variant=TASKS[config.task]),
-            config.max_completion_length,
-            1234,
-        )
-        check["seconds"] = time.perf_counter() - sft_start
+        if config.task == SCENES_TASK:
+            check = scenes.warm_start(sft_dir, config, sft_seed)
+        else:
+            sft_start = time.perf_counter()
+            train_sft(sft_dir, config, sft_seed)
+            model = AutoModelForCausalLM.from_pretrained(sft_dir)
+            tokenizer = PreTrainedTokenizerFast.from_pretrained(sft_dir)
+            check = sample_and_grade(
+                model,
+                tokenizer,
+                make_problems(max(config.eval_prompts, 512), seed=99, variant=TASKS[config.task]),
+                config.max_completion_length,
+                1234,
+            )
+            check["seconds"] = time.perf_counter() - sft_start
         sft_checks[sft_seed] = check
         logger.info("SFT init %d: %s", sft_seed, format_sft_check(check))
         for seed in range(config.first_seed, config.first_seed + config.seeds):
@@ -805,6 +948,8 @@ def run_lab(config: LabConfig, output_dir: str | os.PathLike) -> dict:
 
 def format_sft_check(check: dict[str, float]) -> str:
     """One line per reasoning style: its share of sampled completions and its accuracy."""
+    if "mixed" in check:
+        return scenes.format_scene_check(check)
     parts = [f"accuracy {check['accuracy']:.2f}"]
     for style in STYLES:
         acc = check[f"accuracy/{style}"]
