@@ -47,16 +47,12 @@ class JudgeServerError(RuntimeError):
     """The judge server rejects the configuration (authentication, permissions, unknown model or URL)."""
 
 
-def _close_clients(loop_thread: _EventLoopThread, clients: list[Any]) -> None:
-    if clients and not loop_thread.loop.is_closed() and loop_thread.thread.is_alive():
-
-        async def close_all() -> None:
-            await asyncio.gather(*(client.close() for client in clients))
-
+def _close_session(loop_thread: _EventLoopThread, session: Any) -> None:
+    if session is not None and not loop_thread.loop.is_closed() and loop_thread.thread.is_alive():
         try:
-            asyncio.run_coroutine_threadsafe(close_all(), loop_thread.loop).result(timeout=10)
+            asyncio.run_coroutine_threadsafe(session.close(), loop_thread.loop).result(timeout=10)
         except Exception:  # closing is best effort: the process may be shutting down
-            logger.debug("Closing the judge clients failed.", exc_info=True)
+            logger.debug("Closing the judge HTTP session failed.", exc_info=True)
     loop_thread.stop()
 
 
@@ -64,8 +60,8 @@ class OpenAIChatClient:
     """A client of an OpenAI-compatible chat-completions server: sends conversations, returns the replies' text.
 
     Requests run concurrently, at most `max_concurrency` at a time over as many keep-alive connections (an `aiohttp`
-    session), on an event loop owned by the client (in its own thread, so `complete` works from any thread, including one that runs an event
-    loop). Each attempt is bounded by `timeout`; timeouts, connection errors, HTTP 408, 409, 429 and 5xx are retried up
+    session), on an event loop owned by the client (in its own thread, so `complete` works from any thread, including
+    one that runs an event loop). Each attempt is bounded by `timeout`; timeouts, connection errors, HTTP 408, 409, 429 and 5xx are retried up
     to `max_retries` times with exponential backoff and jitter; a request that still fails, or whose reply holds no
     text, gives `None`. Authentication, permission and not-found errors mean the configuration is wrong and raise
     [`JudgeServerError`] at once.
@@ -135,10 +131,10 @@ class OpenAIChatClient:
         # Local servers ignore the key but the client requires one.
         self._api_key = api_key or os.environ.get("OPENAI_API_KEY") or "EMPTY"
         self._loop_thread = _EventLoopThread(name=f"{type(self).__name__}-loop")
-        self._clients: list[Any] = []
+        self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
-        self._proxy: tuple[Any, Any] = (None, None)  # (proxy URL, its credentials) from the environment
-        self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, [])
+        self._proxy: dict[str, Any] = {}  # `proxy` and `proxy_auth` of every request, from the environment
+        self._finalizer = weakref.finalize(self, _close_session, self._loop_thread, None)
 
     def __repr__(self) -> str:
         return (
@@ -151,7 +147,7 @@ class OpenAIChatClient:
 
         Returns the session.
         """
-        if not self._clients:
+        if self._session is None:
             import aiohttp
             from aiohttp.helpers import get_env_proxy_for_url
             from yarl import URL
@@ -161,20 +157,20 @@ class OpenAIChatClient:
             # per request. HTTP(S)_PROXY and NO_PROXY apply, as they do for httpx and the SDK, read once here: with
             # `trust_env=True` aiohttp reads them again in a worker thread for every request.
             try:
-                self._proxy = get_env_proxy_for_url(URL(self._url("chat/completions")))
+                proxy, proxy_auth = get_env_proxy_for_url(URL(self._url("chat/completions")))
+                self._proxy = {"proxy": proxy, "proxy_auth": proxy_auth}
             except LookupError:  # no proxy for this URL
-                self._proxy = (None, None)
-            session = aiohttp.ClientSession(
+                self._proxy = {}
+            self._session = aiohttp.ClientSession(
                 # Headers set once for the session: merging per-request headers costs CPU on every request.
                 headers={"Authorization": f"Bearer {self._api_key}", "Content-Type": "application/json"},
                 timeout=aiohttp.ClientTimeout(total=self.timeout),
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency),
             )
-            self._clients = [session]
             self._slots = asyncio.Semaphore(self.max_concurrency)
             self._finalizer.detach()
-            self._finalizer = weakref.finalize(self, _close_clients, self._loop_thread, self._clients)
-        return self._clients[0]
+            self._finalizer = weakref.finalize(self, _close_session, self._loop_thread, self._session)
+        return self._session
 
     def _url(self, path: str) -> str:
         return self.base_url.rstrip("/") + "/" + path
@@ -208,16 +204,13 @@ class OpenAIChatClient:
         import aiohttp
 
         async def list_models() -> tuple[int, bytes]:
-            timeout = aiohttp.ClientTimeout(total=timeout_s)
             session = self._ensure_client()
-            async with session.get(
-                self._url("models"), timeout=timeout, proxy=self._proxy[0], proxy_auth=self._proxy[1]
-            ) as response:
+            limit = aiohttp.ClientTimeout(total=timeout or self.timeout)
+            async with session.get(self._url("models"), timeout=limit, **self._proxy) as response:
                 return response.status, await response.read()
 
-        timeout_s = timeout or self.timeout
         try:
-            status, body = self._loop_thread.run(asyncio.wait_for(list_models(), timeout=timeout_s))
+            status, body = self._loop_thread.run(list_models())
         except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
             raise ConnectionError(
                 f"The judge server at {self.base_url} did not answer ({type(err).__name__}). Start it (see "
@@ -229,10 +222,10 @@ class OpenAIChatClient:
                 "key (api_key or OPENAI_API_KEY)."
             )
         try:
-            if status >= 400:
-                raise ValueError(status)
-            model_ids = [m["id"] for m in json.loads(body)["data"]]
+            model_ids = [m["id"] for m in json.loads(body)["data"]] if status < 400 else None
         except (ValueError, KeyError, TypeError):
+            model_ids = None
+        if model_ids is None:
             logger.warning(
                 "The judge server at %s answers but could not list its models (HTTP %d).",
                 self.base_url,
@@ -322,7 +315,6 @@ class OpenAIChatClient:
 
         payload: bytes | None = None
         url = self._url("chat/completions")
-        proxy = {"proxy": self._proxy[0], "proxy_auth": self._proxy[1]} if self._proxy[0] else {}
         error = ""
         for attempt in range(self.max_retries + 1):
             if attempt > 0:
@@ -337,7 +329,7 @@ class OpenAIChatClient:
                 self.num_attempts += 1
                 try:
                     # The session's timeout bounds the whole attempt: connecting, sending and reading the reply.
-                    async with self._clients[0].post(url, data=payload, **proxy) as response:
+                    async with self._session.post(url, data=payload, **self._proxy) as response:
                         status, body = response.status, await response.read()
                 # Timeouts, refused or dropped connections, malformed replies: a failed attempt, never an exception
                 # that would stop the caller.
