@@ -58,8 +58,8 @@ ARMS: dict[str, dict | None] = {
     },
 }
 # Share of each reasoning style in the SFT data: flawed styles are common enough that GRPO has something to choose.
+# The same for every text task: the sparse task is harder, not rarer in sound responses.
 SFT_STYLE_MIX = {None: 0.4, "filler": 0.3, "slip": 0.15, "carried": 0.15}
-SFT_STYLE_MIXES = {"default": SFT_STYLE_MIX, "sparse": SFT_STYLE_MIX}  # per task: the sparse task is harder, not rarer
 CORRECT_THRESHOLD = 0.5
 # The tasks: the text variants of `TASKS`, and the synthetic scenes with the tiny VLM (`benchmarks.lab.scenes`).
 SCENES_TASK = "scenes"
@@ -211,11 +211,10 @@ def build_policy(tokenizer: PreTrainedTokenizerFast, seed: int) -> Qwen2ForCausa
 
 
 def sft_dataset(num: int, seed: int, task: str = "default") -> Dataset:
-    """Prompt-completion rows with reasoning styles mixed as `SFT_STYLE_MIXES[task]`; each completion ends with the
+    """Prompt-completion rows of `task` with reasoning styles mixed as `SFT_STYLE_MIX`; each completion ends with the
     EOS."""
     rng = random.Random(seed)
-    mix = SFT_STYLE_MIXES[task]
-    styles, weights = list(mix), list(mix.values())
+    styles, weights = list(SFT_STYLE_MIX), list(SFT_STYLE_MIX.values())
     variant = TASKS[task]
     rows = []
     for problem in make_problems(num, seed, variant):
@@ -236,7 +235,7 @@ def train_sft(output_dir: Path, config: LabConfig, seed: int) -> Path:
         "seed": seed,
         "examples": config.sft_examples,
         "epochs": config.sft_epochs,
-        "mix": str(SFT_STYLE_MIXES[config.task]),
+        "mix": str(SFT_STYLE_MIX),
     }
     if config.task != "default":
         settings["task"] = str(TASKS[config.task])
