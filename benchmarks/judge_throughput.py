@@ -542,21 +542,14 @@ def grouped_heldout_rows(num_problems: int, start_index: int, seed: int = 0) -> 
     """
     import random
 
-    from sophia_trl.synthetic import FLAWS, _draw_problem, _problem_types, format_question, write_response
+    from sophia_trl.synthetic import FLAWS, _draw_problem, _problem_types, judge_row, write_response
 
     rows = []
     for index in range(start_index, start_index + num_problems):
         problem, _ = _draw_problem(seed, index, "thinking", _problem_types(None), 56, 0.0)
         for k, flaw in enumerate((None, *FLAWS)):
-            response, score = write_response(problem, random.Random(seed * 1_000_003 + index * 10 + k), flaw)
-            rows.append(
-                {
-                    "question": format_question(problem.problem, problem.options),
-                    "image": problem.image,
-                    "response": response,
-                    "score": score,
-                }
-            )
+            rng = random.Random(seed * 1_000_003 + index * 10 + k)
+            rows.append(judge_row(problem, *write_response(problem, rng, flaw)))
     return rows
 
 

@@ -31,10 +31,17 @@ import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
 from sophia_trl.data import JUDGE_DATA_FEATURES
-from sophia_trl.prompts import build_prompt, format_question
 from sophia_trl.rewards import PROBLEM_TYPES, format_reward, outcome_reward
-from sophia_trl.synthetic import FLAWS, make_synthetic_dataset, make_thinking_dataset, sample_problem, write_response
-from sophia_trl.tiny import build_tiny_vlm
+from sophia_trl.synthetic import (
+    FLAWS,
+    judge_row,
+    make_synthetic_dataset,
+    make_thinking_dataset,
+    policy_sft_row,
+    sample_problem,
+    write_response,
+)
+from sophia_trl.tiny import build_tiny_vlm, warm_start_tiny_vlm
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("demo")
@@ -68,13 +75,7 @@ def warm_start_data(num_rows: int, seed: int, flawed_fraction: float) -> Dataset
         problem = sample_problem(rng, PROBLEM_TYPES[i % len(PROBLEM_TYPES)])
         flaw = rng.choice(FLAWS) if rng.random() < flawed_fraction else None
         response, _ = write_response(problem, rng, flaw)
-        rows.append(
-            {
-                "prompt": build_prompt(problem.problem, problem.problem_type, problem.options),
-                "completion": [{"role": "assistant", "content": response}],
-                "image": problem.image,
-            }
-        )
+        rows.append(policy_sft_row(problem, response))
     return Dataset.from_list(rows)
 
 
@@ -86,41 +87,8 @@ def judge_test_groups(num_questions: int, seed: int) -> Dataset:
         rng = random.Random(f"demo-judge-test/{seed}/{i}")
         problem = sample_problem(rng, PROBLEM_TYPES[i % len(PROBLEM_TYPES)])
         for flaw in [None, *rng.sample(FLAWS, 3)]:
-            response, score = write_response(problem, rng, flaw)
-            rows.append(
-                {
-                    "question": format_question(problem.problem, problem.options),
-                    "image": problem.image,
-                    "response": response,
-                    "score": score,
-                    "problem_type": problem.problem_type,
-                }
-            )
+            rows.append(judge_row(problem, *write_response(problem, rng, flaw)))
     return Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)
-
-
-def warm_start(base_dir: Path, output_dir: Path, dataset: Dataset, max_steps: int) -> None:
-    from trl import SFTConfig, SFTTrainer
-
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        max_steps=max_steps,
-        per_device_train_batch_size=8,
-        learning_rate=2e-3,
-        lr_scheduler_type="cosine",
-        warmup_steps=10,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=25,
-        save_strategy="no",
-        max_length=None,
-        seed=0,
-    )
-    trainer = SFTTrainer(model=str(base_dir), args=args, train_dataset=dataset)
-    trainer.train()
-    trainer.save_model(str(output_dir))
 
 
 @torch.no_grad()
@@ -232,8 +200,12 @@ def main() -> None:
 
     t = time.time()
     logger.info("Step 3 - warm-start the policy (SFT, %d steps)", args.warm_start_steps)
-    warm_start(
-        out / "policy-base", out / "policy", warm_start_data(512, seed=0, flawed_fraction=0.3), args.warm_start_steps
+    warm_start_tiny_vlm(
+        out / "policy-base",
+        out / "policy",
+        warm_start_data(512, seed=0, flawed_fraction=0.3),
+        seed=0,
+        max_steps=args.warm_start_steps,
     )
     timings["policy warm start"] = time.time() - t
 

@@ -603,6 +603,28 @@ def _counts_shape(problem: SyntheticProblem, shape: Shape) -> bool:
     return any(t == "shape" or t in (shape.color, shape.kind) for t in problem.targets)
 
 
+def policy_sft_row(problem: SyntheticProblem, response: str) -> dict:
+    """One prompt-completion row for supervised fine-tuning of the policy: the policy prompt of `problem`, `response` as
+    the assistant's turn, and the image (a policy warm start before GRPO)."""
+    return {
+        "prompt": build_prompt(problem.problem, problem.problem_type, problem.options),
+        "completion": [{"role": "assistant", "content": response}],
+        "image": problem.image,
+    }
+
+
+def judge_row(problem: SyntheticProblem, response: str, score: float) -> dict:
+    """One row of judge data (the columns of `JUDGE_DATA_FEATURES`): the problem's question and image, a response to it
+    and the response's score."""
+    return {
+        "question": format_question(problem.problem, problem.options),
+        "image": problem.image,
+        "response": response,
+        "score": score,
+        "problem_type": problem.problem_type,
+    }
+
+
 def make_thinking_dataset(
     num_rows: int,
     seed: int = 0,
@@ -646,14 +668,5 @@ def make_thinking_dataset(
     for index in range(start_index, start_index + num_rows):
         problem, rng = _draw_problem(seed, index, "thinking", problem_types, image_size, text_only_fraction)
         flaw = rng.choice(FLAWS) if rng.random() < flawed_fraction else None
-        response, score = write_response(problem, rng, flaw)
-        rows.append(
-            {
-                "question": format_question(problem.problem, problem.options),
-                "image": problem.image,
-                "response": response,
-                "score": score,
-                "problem_type": problem.problem_type,
-            }
-        )
+        rows.append(judge_row(problem, *write_response(problem, rng, flaw)))
     return Dataset.from_list(rows, features=JUDGE_DATA_FEATURES)

@@ -45,7 +45,14 @@ from sophia_trl.judges import ThinkingJudge
 from sophia_trl.prompts import build_prompt, format_question
 from sophia_trl.rewards import outcome_reward
 from sophia_trl.rewards.outcome import extract_answer
-from sophia_trl.synthetic import FLAWS, SyntheticProblem, sample_problem, score_steps, write_response
+from sophia_trl.synthetic import (
+    FLAWS,
+    SyntheticProblem,
+    policy_sft_row,
+    sample_problem,
+    score_steps,
+    write_response,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -130,13 +137,7 @@ def sft_rows(num: int, seed: int, flawed_fraction: float, problem_types: tuple[s
         rng = random.Random(f"learning-lab-scenes-sft/{seed}/{i}")
         flaw = rng.choice(FLAWS) if rng.random() < flawed_fraction else None
         response, _ = write_response(problem, rng, flaw)
-        rows.append(
-            {
-                "prompt": build_prompt(problem.problem, problem.problem_type, problem.options),
-                "completion": [{"role": "assistant", "content": response}],
-                "image": problem.image,
-            }
-        )
+        rows.append(policy_sft_row(problem, response))
     return Dataset.from_list(rows)
 
 
@@ -309,34 +310,13 @@ def train_scene_sft(output_dir: Path, examples: int, epochs: float, seed: int, f
     Builds the tiny VLM (`sophia_trl.tiny.build_tiny_vlm`, seed `seed`) and warm-starts it with TRL's SFTTrainer on
     `examples` scene responses (batch 8, lr 2e-3 cosine, as `make demo`); saves to `output_dir`, returns seconds.
     """
-    from trl import SFTConfig, SFTTrainer
-
-    from sophia_trl.tiny import build_tiny_vlm
+    from sophia_trl.tiny import build_tiny_vlm, warm_start_tiny_vlm
 
     start = time.perf_counter()
     base = output_dir.parent / f"{output_dir.name}-base"
     build_tiny_vlm(base, seed=seed)
-    args = SFTConfig(
-        output_dir=str(output_dir),
-        num_train_epochs=epochs,
-        per_device_train_batch_size=8,
-        learning_rate=2e-3,
-        lr_scheduler_type="cosine",
-        warmup_steps=10,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=25,
-        save_strategy="no",
-        max_length=None,
-        seed=seed,
-        disable_tqdm=True,
-    )
     data = sft_rows(examples, 10_000 + seed, flawed_fraction, SCENE_PROBLEM_TYPES)
-    trainer = SFTTrainer(model=str(base), args=args, train_dataset=data)
-    trainer.train()
-    trainer.save_model(str(output_dir))
+    warm_start_tiny_vlm(base, output_dir, data, seed=seed, num_train_epochs=epochs, disable_tqdm=True)
     return time.perf_counter() - start
 
 
