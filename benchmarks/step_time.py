@@ -50,7 +50,7 @@ def build_policy(output_dir: Path, hidden_size: int, num_layers: int, seed: int 
     """A Qwen2.5-VL with the tiny tokenizer and vision tower, and a text model of the given width and depth."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
-    from sophia_trl.tiny import build_tiny_config, build_tiny_processor, build_tiny_tokenizer
+    from sophia_trl.tiny.models import build_tiny_config, build_tiny_processor, build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer(seed=seed)
     processor = build_tiny_processor(tokenizer)
@@ -211,7 +211,7 @@ def main() -> None:
     from sophia_trl.configs import TrustGRPOConfig
     from sophia_trl.judges import OpenAIJudge, ScalarJudge, TransformersJudge
     from sophia_trl.judges.scalar_model import load_scalar_reward_model
-    from sophia_trl.tiny import build_tiny_vlm
+    from sophia_trl.tiny.models import build_tiny_vlm
 
     with tempfile.TemporaryDirectory() as tmp, ExitStack() as stack:
         tmp = Path(tmp)

@@ -44,23 +44,22 @@ from typing import Any
 from datasets import Dataset, DatasetDict, Image
 from PIL import Image as PILImage
 
-from sophia_trl.data import (
-    JUDGE_DATA_FEATURES,
-    BadRowError,
+from sophia_trl.data.conversion import (
     add_conversion_arguments,
     bad_rows_report,
     convert_rows,
-    iter_rows,
-    list_data_files,
-    load_dataset_from_name_or_path,
-    parse_column_mapping,
-    read_judge_row,
     save_dataset,
-    score_bin,
-    score_histogram,
     split_off_test,
 )
-from sophia_trl.prompts import message_text
+from sophia_trl.data.judge_rows import (
+    JUDGE_DATA_FEATURES,
+    parse_column_mapping,
+    read_judge_row,
+    score_bin,
+    score_histogram,
+)
+from sophia_trl.data.loading import BadRowError, iter_rows, list_data_files, load_dataset_from_name_or_path
+from sophia_trl.prompts import last_message_text
 
 BIN_LABELS = [f"[{i / 10:.1f}, {(i + 1) / 10:.1f}{']' if i == 9 else ')'}" for i in range(10)]
 
@@ -128,7 +127,7 @@ def attach_images(pairs: list[dict[str, Any]], dataset: Dataset) -> tuple[int, i
     raw = dataset.cast_column("image", Image(decode=False))["image"]
     by_prompt: dict[str, tuple[int, set[str | None]]] = {}
     for index, (prompt, image) in enumerate(zip(dataset["prompt"], raw)):
-        text = message_text(prompt, role="user")
+        text = last_message_text(prompt, role="user")
         if text is None:
             continue
         key = None if image is None else (_image_key(image) if image.get("bytes") else image.get("path"))

@@ -42,16 +42,9 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict, Features, Image, List, Value
 
-from sophia_trl.data import (
-    BadRowError,
-    add_conversion_arguments,
-    bad_rows_report,
-    convert_rows,
-    iter_rows,
-    release_data_files,
-    resolve_image,
-    save_dataset,
-)
+from sophia_trl.data.conversion import add_conversion_arguments, bad_rows_report, convert_rows, save_dataset
+from sophia_trl.data.images import resolve_image
+from sophia_trl.data.loading import BadRowError, iter_rows, release_data_files
 from sophia_trl.prompts import IMAGE_PLACEHOLDER, build_prompt
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES, normalize_problem_type
 

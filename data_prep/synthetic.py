@@ -5,10 +5,10 @@ N .. N+M-1 of the same seed, so no row is in both splits; small scenes can still
 `datasets.load_from_disk(OUTPUT_DIR)` or pass `OUTPUT_DIR` as `--dataset_name` to the recipes.
 
 - `--kind task` (default): the RL task read by `recipes/grpo.py`, with columns `prompt`, `image`, `solution`,
-  `problem_type`, `problem`, `data_source` (see `sophia_trl.synthetic.make_synthetic_dataset`).
+  `problem_type`, `problem`, `data_source` (see `sophia_trl.tiny.scenes.make_synthetic_dataset`).
 - `--kind thinking`: judge data read by the thinking-reward trainers, with columns `question`, `image`, `response`,
   `score`, `problem_type`: responses with sound and deliberately flawed reasoning, scored by the fraction of correct
-  steps (see `sophia_trl.synthetic.make_thinking_dataset`).
+  steps (see `sophia_trl.tiny.responses.make_thinking_dataset`).
 
 ```bash
 python data_prep/synthetic.py --output_dir data/synthetic --num_train 512 --num_test 64 --seed 0
@@ -23,7 +23,8 @@ from collections import Counter
 
 from datasets import DatasetDict
 
-from sophia_trl.synthetic import SYNTHETIC_PROBLEM_TYPES, make_synthetic_dataset, make_thinking_dataset
+from sophia_trl.tiny.responses import make_thinking_dataset
+from sophia_trl.tiny.scenes import SYNTHETIC_PROBLEM_TYPES, make_synthetic_dataset
 
 
 def build(args: argparse.Namespace) -> DatasetDict:

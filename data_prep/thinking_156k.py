@@ -41,20 +41,15 @@ from typing import Any
 
 from datasets import Dataset, DatasetDict
 
-from sophia_trl.data import (
-    JUDGE_DATA_FEATURES,
-    BadRowError,
+from sophia_trl.data.conversion import (
     add_conversion_arguments,
     bad_rows_report,
     convert_rows,
-    iter_rows,
-    parse_column_mapping,
-    read_judge_row,
-    release_data_files,
     save_dataset,
-    score_histogram,
     split_off_test,
 )
+from sophia_trl.data.judge_rows import JUDGE_DATA_FEATURES, parse_column_mapping, read_judge_row, score_histogram
+from sophia_trl.data.loading import BadRowError, iter_rows, release_data_files
 
 
 def convert_row(

@@ -17,28 +17,20 @@ Any key of the YAML can be overridden on the command line, e.g. `--thinking_rewa
 
 import functools
 import logging
-import os
 import sys
 
-import datasets
-import transformers
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, set_seed
-from transformers.trainer_utils import get_last_checkpoint
 from trl import ModelConfig, TrlParser
 
 from sophia_trl.callbacks import SaveOnPreemptionCallback
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
 from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
+from sophia_trl.judges import load_thinking_judge
 from sophia_trl.judges.preflight import check_judge
-from sophia_trl.model_utils import (
-    check_local_paths,
-    get_peft_config,
-    judge_model_init_kwargs,
-    load_processor,
-    model_init_kwargs,
-)
+from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
+from sophia_trl.recipe_utils import resolve_checkpoint, setup_logging
 from sophia_trl.rewards import format_reward, outcome_reward
 
 logger = logging.getLogger(__name__)
@@ -63,55 +55,6 @@ def get_reward_funcs(script_args: TrustGRPOScriptArguments) -> list:
     return [functools.update_wrapper(functools.partial(f, **options), f) if f is outcome_reward else f for f in funcs]
 
 
-def get_thinking_judge(script_args: TrustGRPOScriptArguments):
-    """The thinking judge named by `judge_backend` (backends import their heavy dependencies lazily)."""
-    from sophia_trl import judges
-
-    backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
-    if backend == "none":
-        return None
-    # The prompt the judge was trained with, checked before any model loads; this project's when no template is set.
-    judge_prompt = judges.load_judge_prompt(script_args.judge_prompt_template)
-    if script_args.judge_prompt_template:
-        logger.info("Judge prompt template: %s", script_args.judge_prompt_template)
-    # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
-    init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
-    readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default
-    if readout and backend == "scalar":
-        raise ValueError(
-            f"judge_readout={script_args.judge_readout!r} applies to the generative judges ('transformers', 'openai', "
-            "'vllm'); the 'scalar' judge has one readout. Remove judge_readout."
-        )
-    if backend == "transformers":
-        return judges.TransformersJudge(
-            name,
-            batch_size=script_args.judge_batch_size,
-            max_new_tokens=script_args.judge_max_new_tokens,
-            model_init_kwargs=init_kwargs,
-            judge_prompt=judge_prompt,
-            **readout,
-        )
-    if backend == "scalar":
-        return judges.ScalarJudge(
-            name, batch_size=script_args.judge_batch_size, model_init_kwargs=init_kwargs, judge_prompt=judge_prompt
-        )
-    if backend == "openai":
-        judge = judges.OpenAIJudge(
-            script_args.judge_base_url,
-            name,
-            timeout=script_args.judge_timeout,
-            max_retries=script_args.judge_max_retries,
-            max_concurrency=script_args.judge_max_concurrency,
-            max_new_tokens=script_args.judge_max_new_tokens,
-            judge_prompt=judge_prompt,
-            **readout,
-        )
-        return judge
-    return judges.VLLMJudge(
-        name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt, **readout
-    )
-
-
 def get_model(model_args: ModelConfig, training_args: TrustGRPOConfig):
     return AutoModelForImageTextToText.from_pretrained(model_args.model_name_or_path, **model_init_kwargs(model_args))
 
@@ -121,17 +64,7 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     # Seed and logging
     ################
     set_seed(training_args.seed)
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    # This recipe's and sophia_trl's own messages (settings, judge warnings) show on the main process by default.
-    for lib_logger in (logger, logging.getLogger("sophia_trl")):
-        lib_logger.setLevel(logging.INFO if training_args.should_log else log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    setup_logging(training_args, logger)
     logger.info("Model parameters %s", model_args)
     logger.info("Script parameters %s", script_args)
     logger.info(
@@ -156,28 +89,15 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     ################
     # Thinking judge, checked before the policy loads: a run whose judge does not score would train plain GRPO
     ################
-    thinking_judge = get_thinking_judge(script_args)
+    thinking_judge = load_thinking_judge(script_args)
     if thinking_judge is not None:
         check_judge(thinking_judge)
 
     ################
     # Checkpoint
     ################
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
     # TRL's flag: `true` for the last checkpoint of output_dir, `false` to start over, or a checkpoint's path.
-    checkpoint = training_args.resume_from_checkpoint
-    if checkpoint is not None and checkpoint.lower() in ("true", "false"):
-        if checkpoint.lower() == "true" and last_checkpoint is None:
-            raise FileNotFoundError(
-                f"resume_from_checkpoint=true but {training_args.output_dir} holds no checkpoint-* folder: give the "
-                "output_dir of the run to resume, or a checkpoint's path."
-            )
-        checkpoint = last_checkpoint if checkpoint.lower() == "true" else None
-    elif checkpoint is None and last_checkpoint is not None:
-        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
-        checkpoint = last_checkpoint
+    checkpoint = resolve_checkpoint(training_args)
 
     ################
     # Data

@@ -30,26 +30,16 @@ the saved judge scores the test split and the script logs its MAE (`judge_eval_*
 """
 
 import logging
-import os
 import sys
-from dataclasses import dataclass, field
 from pathlib import Path
 
-import datasets
-import transformers
 import yaml
 from transformers import AutoModelForImageTextToText, set_seed
-from transformers.trainer_utils import get_last_checkpoint
-from trl import (
-    ModelConfig,
-    ScriptArguments,
-    SFTConfig,
-    SFTTrainer,
-    TrlParser,
-)
+from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
+from sophia_trl.configs import JUDGE_TYPES, ThinkingRewardConfig, ThinkingRewardScriptArguments
 from sophia_trl.data import check_images, load_train_test_splits
-from sophia_trl.hub import push_folder_to_hub, thinking_reward_model_card
+from sophia_trl.hub import push_folder_to_hub
 from sophia_trl.judges import (
     ScalarJudge,
     TransformersJudge,
@@ -58,83 +48,12 @@ from sophia_trl.judges import (
     format_score,
     load_judge_prompt,
 )
+from sophia_trl.model_cards import thinking_reward_model_card
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
-from sophia_trl.reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer, drop_long_rows
+from sophia_trl.recipe_utils import resolve_checkpoint, setup_logging
+from sophia_trl.reward_trainer import ThinkingRewardTrainer, drop_long_rows
 
 logger = logging.getLogger(__name__)
-
-JUDGE_TYPES = ("generative", "scalar")
-
-
-@dataclass
-class ThinkingRewardScriptArguments(ScriptArguments):
-    """
-    Script arguments of `recipes/thinking_reward.py`: the dataset (inherited from [`trl.ScriptArguments`]), the kind
-    of judge and the evaluation of the trained judge.
-    """
-
-    # Parameters that control the judge
-    judge_type: str = field(
-        default="generative",
-        metadata={
-            "help": "'generative': SFT the VLM to answer <answer>score</answer> (the paper's judge). 'scalar': train "
-            "a linear head by regression to the score with ThinkingRewardTrainer.",
-            "choices": list(JUDGE_TYPES),
-        },
-    )
-    judge_prompt_template: str | None = field(
-        default=None,
-        metadata={
-            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}) "
-            "the judge is trained and evaluated with; this project's prompt when unset. Score the trained judge with "
-            "the same file (judge_prompt_template of recipes/grpo.py)."
-        },
-    )
-
-    # Parameters that control the evaluation of the trained judge
-    eval_judge: bool = field(
-        default=True,
-        metadata={"help": "After training, score the test split with the saved judge and log its MAE."},
-    )
-    eval_judge_max_rows: int | None = field(
-        default=None, metadata={"help": "Rows of the test split to score after training (all when unset)."}
-    )
-    judge_batch_size: int = field(default=16, metadata={"help": "Rows per batch when scoring the test split."})
-
-    # Parameters that control the images
-    min_pixels: int | None = field(
-        default=None, metadata={"help": "Minimum pixels per image for the processor (Qwen2.5-VL `min_pixels`)."}
-    )
-    max_pixels: int | None = field(
-        default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
-    )
-
-    # Parameters that control the dataset's bad rows
-    max_image_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "A dataset image larger than this (width x height) is a bad row, checked before training; no "
-            "limit besides PIL's decompression-bomb guard when unset."
-        },
-    )
-    on_bad_row: str = field(
-        default="error",
-        metadata={
-            "help": "A dataset row whose image cannot be opened, is missing or is over max_image_pixels: 'error' stops "
-            "before training and names the row, 'skip' leaves it out and logs how many and which.",
-            "choices": ["error", "skip"],
-        },
-    )
-
-    def __post_init__(self):
-        if self.judge_type not in JUDGE_TYPES:
-            raise ValueError(f"judge_type={self.judge_type!r} is not one of {JUDGE_TYPES}.")
-        if self.on_bad_row not in ("error", "skip"):
-            raise ValueError(f"on_bad_row={self.on_bad_row!r} is not 'error' or 'skip'.")
-        if self.max_image_pixels is not None and self.max_image_pixels < 1:
-            raise ValueError(f"max_image_pixels must be a positive number of pixels, got {self.max_image_pixels}.")
-        if self.dataset_name is None:
-            raise ValueError("dataset_name is required: a folder written by data_prep/*.py, a data file or a Hub id.")
 
 
 def main(
@@ -146,16 +65,7 @@ def main(
     # Seed and logging
     ################
     set_seed(training_args.seed)
-    logging.basicConfig(
-        format="%(asctime)s - %(levelname)s - %(name)s - %(message)s",
-        datefmt="%Y-%m-%d %H:%M:%S",
-        handlers=[logging.StreamHandler(sys.stdout)],
-    )
-    log_level = training_args.get_process_log_level()
-    for lib_logger in (logger, logging.getLogger("sophia_trl")):
-        lib_logger.setLevel(log_level)
-    datasets.utils.logging.set_verbosity(log_level)
-    transformers.utils.logging.set_verbosity(log_level)
+    setup_logging(training_args, logger)
     logger.info("Model parameters %s", model_args)
     logger.info("Script parameters %s", script_args)
     logger.info("Training a %s thinking reward model with %s", script_args.judge_type, type(training_args).__name__)
@@ -170,11 +80,8 @@ def main(
     ################
     # Checkpoint
     ################
-    last_checkpoint = None
-    if os.path.isdir(training_args.output_dir):
-        last_checkpoint = get_last_checkpoint(training_args.output_dir)
-    if last_checkpoint is not None and training_args.resume_from_checkpoint is None:
-        logger.info("Checkpoint detected, resuming training at %s.", last_checkpoint)
+    # TRL's flag: `true` for the last checkpoint of output_dir, `false` to start over, or a checkpoint's path.
+    checkpoint = resolve_checkpoint(training_args)
 
     ################
     # Data
@@ -253,7 +160,6 @@ def main(
     ################
     # Training
     ################
-    checkpoint = training_args.resume_from_checkpoint or last_checkpoint
     train_result = trainer.train(resume_from_checkpoint=checkpoint)
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)

@@ -30,18 +30,11 @@ from pathlib import Path
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
 
-from sophia_trl.data import JUDGE_DATA_FEATURES
+from sophia_trl.data.judge_rows import JUDGE_DATA_FEATURES
 from sophia_trl.rewards import PROBLEM_TYPES, format_reward, outcome_reward
-from sophia_trl.synthetic import (
-    FLAWS,
-    judge_row,
-    make_synthetic_dataset,
-    make_thinking_dataset,
-    policy_sft_row,
-    sample_problem,
-    write_response,
-)
-from sophia_trl.tiny import build_tiny_vlm, warm_start_tiny_vlm
+from sophia_trl.tiny.models import build_tiny_vlm, warm_start_tiny_vlm
+from sophia_trl.tiny.responses import FLAWS, judge_row, make_thinking_dataset, policy_sft_row, write_response
+from sophia_trl.tiny.scenes import make_synthetic_dataset, sample_problem
 
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("demo")

@@ -24,7 +24,7 @@ from pathlib import Path
 from PIL import Image
 from tqdm.auto import tqdm
 
-from sophia_trl.evaluation.answers import extract_answer
+from sophia_trl.evaluation.answers import answer_with_fallback
 from sophia_trl.evaluation.generation import DEFAULT_MAX_NEW_TOKENS, TransformersGenerator, r1_prompt
 from sophia_trl.model_utils import check_local_paths
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES
@@ -47,7 +47,7 @@ class Inference:
 def split_response(response: str, truncated: bool = False) -> Inference:
     """
     The thinking (`<think>...</think>`, or everything after `<think>` when the closing tag is missing) and the answer
-    (`sophia_trl.evaluation.answers.extract_answer`) of a response.
+    (`sophia_trl.evaluation.answers.answer_with_fallback`) of a response.
 
     Args:
         response (`str`):
@@ -65,7 +65,7 @@ def split_response(response: str, truncated: bool = False) -> Inference:
     ```
     """
     think = _THINK_RE.search(response)
-    answer = extract_answer(response)
+    answer = answer_with_fallback(response)
     return Inference(
         response=response,
         thinking=think.group(1).strip() if think else None,

@@ -18,7 +18,8 @@ _EXPORTS = {
     "TrustGRPOConfig": "configs",
     "TrustGRPOScriptArguments": "configs",
     "TrustGRPOTrainer": "grpo_trainer",
-    "ThinkingRewardConfig": "reward_trainer",
+    "ThinkingRewardConfig": "configs",
+    "ThinkingRewardScriptArguments": "configs",
     "ThinkingRewardTrainer": "reward_trainer",
     "outcome_reward": "rewards",
     "format_reward": "rewards",
@@ -27,6 +28,7 @@ _EXPORTS = {
 
 __all__ = [
     "ThinkingRewardConfig",
+    "ThinkingRewardScriptArguments",
     "ThinkingRewardTrainer",
     "TrustGRPOConfig",
     "TrustGRPOScriptArguments",
@@ -37,9 +39,14 @@ __all__ = [
 ]
 
 if TYPE_CHECKING:
-    from .configs import TrustGRPOConfig, TrustGRPOScriptArguments
+    from .configs import (
+        ThinkingRewardConfig,
+        ThinkingRewardScriptArguments,
+        TrustGRPOConfig,
+        TrustGRPOScriptArguments,
+    )
     from .grpo_trainer import TrustGRPOTrainer
-    from .reward_trainer import ThinkingRewardConfig, ThinkingRewardTrainer
+    from .reward_trainer import ThinkingRewardTrainer
     from .rewards import format_reward, outcome_reward, score_answer
 
 

@@ -1,18 +1,69 @@
-"""Configuration of Trust-GRPO training and of the GRPO recipe's script arguments."""
+"""The configs of both stages: the trainers' configs and the recipes' script arguments.
+
+- [`ImageDataArguments`]: the dataset (TRL's `ScriptArguments`), the processor's image resolution and the dataset's
+  bad rows, shared by both recipes' script arguments;
+- [`TrustGRPOConfig`] and [`TrustGRPOScriptArguments`]: stage 2, Trust-GRPO (`recipes/grpo.py`);
+- [`ThinkingRewardConfig`] and [`ThinkingRewardScriptArguments`]: stage 1, the thinking reward model
+  (`recipes/thinking_reward.py`).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from trl import GRPOConfig, ScriptArguments
+from trl import GRPOConfig, RewardConfig, ScriptArguments
 
-from .judges.prompt import JUDGE_READOUTS
+from .data.loading import BAD_ROW_POLICIES
+from .judges.scores import JUDGE_READOUTS
 from .rewards.scorers import OCR_MODES
 from .trust import ANNEALING_SCHEDULES, TRUST_RULES
 
 THINKING_REWARD_PRESETS = ("paper", "official")
 JUDGE_BACKENDS = ("transformers", "scalar", "openai", "vllm", "none")
 LOCAL_JUDGE_BACKENDS = ("transformers", "scalar")
+JUDGE_TYPES = ("generative", "scalar")
+REGRESSION_LOSSES = ("bce", "mse")
+
+
+@dataclass
+class ImageDataArguments(ScriptArguments):
+    """
+    Script arguments both recipes share: the dataset (inherited from [`trl.ScriptArguments`]), the image resolution
+    of the processor and what to do with the dataset's bad rows.
+    """
+
+    # Parameters that control the images
+    min_pixels: int | None = field(
+        default=None, metadata={"help": "Minimum pixels per image for the processor (Qwen2.5-VL `min_pixels`)."}
+    )
+    max_pixels: int | None = field(
+        default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
+    )
+
+    # Parameters that control the dataset's bad rows
+    max_image_pixels: int | None = field(
+        default=None,
+        metadata={
+            "help": "A dataset image larger than this (width x height) is a bad row, checked before training; no "
+            "limit besides PIL's decompression-bomb guard when unset. The processor resizes images to max_pixels: this "
+            "limit catches files too large to decode at all."
+        },
+    )
+    on_bad_row: str = field(
+        default="error",
+        metadata={
+            "help": "A dataset row whose image cannot be opened, is missing or is over max_image_pixels: 'error' stops "
+            "before training and names the row, 'skip' leaves it out and logs how many and which.",
+            "choices": list(BAD_ROW_POLICIES),
+        },
+    )
+
+    def __post_init__(self):
+        # trl.ScriptArguments has no __post_init__ to call first.
+        if self.on_bad_row not in BAD_ROW_POLICIES:
+            raise ValueError(f"on_bad_row={self.on_bad_row!r} is not 'error' or 'skip'.")
+        if self.max_image_pixels is not None and self.max_image_pixels < 1:
+            raise ValueError(f"max_image_pixels must be a positive number of pixels, got {self.max_image_pixels}.")
 
 
 @dataclass
@@ -166,10 +217,10 @@ class TrustGRPOConfig(GRPOConfig):
 
 
 @dataclass
-class TrustGRPOScriptArguments(ScriptArguments):
+class TrustGRPOScriptArguments(ImageDataArguments):
     """
-    Script arguments of `recipes/grpo.py`: the dataset (inherited from [`trl.ScriptArguments`]), the reward functions,
-    the thinking judge and the image resolution.
+    Script arguments of `recipes/grpo.py`: the dataset, images and bad rows (inherited from [`ImageDataArguments`]),
+    the reward functions and the thinking judge.
     """
 
     # Parameters that control the rewards
@@ -248,33 +299,8 @@ class TrustGRPOScriptArguments(ScriptArguments):
         },
     )
 
-    # Parameters that control the images
-    min_pixels: int | None = field(
-        default=None, metadata={"help": "Minimum pixels per image for the processor (Qwen2.5-VL `min_pixels`)."}
-    )
-    max_pixels: int | None = field(
-        default=None, metadata={"help": "Maximum pixels per image for the processor (Qwen2.5-VL `max_pixels`)."}
-    )
-
-    # Parameters that control the dataset's bad rows
-    max_image_pixels: int | None = field(
-        default=None,
-        metadata={
-            "help": "A dataset image larger than this (width x height) is a bad row, checked before training; no "
-            "limit besides PIL's decompression-bomb guard when unset. The processor resizes images to max_pixels: this "
-            "limit catches files too large to decode at all."
-        },
-    )
-    on_bad_row: str = field(
-        default="error",
-        metadata={
-            "help": "A dataset row whose image cannot be opened, is missing or is over max_image_pixels: 'error' stops "
-            "before training and names the row, 'skip' leaves it out and logs how many and which.",
-            "choices": ["error", "skip"],
-        },
-    )
-
     def __post_init__(self):
+        super().__post_init__()
         if not self.reward_funcs:
             raise ValueError("reward_funcs is empty: give the outcome reward first, e.g. ['outcome', 'format'].")
         if self.judge_backend not in JUDGE_BACKENDS:
@@ -288,10 +314,6 @@ class TrustGRPOScriptArguments(ScriptArguments):
             raise ValueError("judge_backend='openai' needs judge_base_url, e.g. http://localhost:8001/v1.")
         if self.ocr_mode not in OCR_MODES:
             raise ValueError(f"ocr_mode={self.ocr_mode!r} is not one of {OCR_MODES}.")
-        if self.on_bad_row not in ("error", "skip"):
-            raise ValueError(f"on_bad_row={self.on_bad_row!r} is not 'error' or 'skip'.")
-        if self.max_image_pixels is not None and self.max_image_pixels < 1:
-            raise ValueError(f"max_image_pixels must be a positive number of pixels, got {self.max_image_pixels}.")
         if self.numerical_timeout <= 0:
             raise ValueError(f"numerical_timeout must be a positive number of seconds, got {self.numerical_timeout}.")
         if self.judge_load_in_4bit and self.judge_load_in_8bit:
@@ -302,3 +324,88 @@ class TrustGRPOScriptArguments(ScriptArguments):
                 f"{LOCAL_JUDGE_BACKENDS}), not judge_backend={self.judge_backend!r}: quantise a served judge in its "
                 "server (e.g. vllm serve --quantization bitsandbytes)."
             )
+
+
+@dataclass
+class ThinkingRewardConfig(RewardConfig):
+    r"""
+    Configuration class for [`~sophia_trl.reward_trainer.ThinkingRewardTrainer`]: [`~trl.RewardConfig`] plus the
+    regression loss.
+
+    Parameters:
+        > Parameters that control the training
+
+        regression_loss (`str`, *optional*, defaults to `"bce"`):
+            `"bce"`: binary cross-entropy between `sigmoid(logit)` and the score used as a soft label. It is a proper
+            scoring rule for a probability-like score (its minimum is at `sigmoid(logit) = score`) and its gradient
+            `sigmoid(logit) - score` does not vanish when the sigmoid saturates. `"mse"`: squared error between
+            `sigmoid(logit)` and the score, whose gradient carries an extra `sigmoid'(logit)` factor and fades near 0
+            and 1.
+
+    The rows are pointwise: `question` (str), `response` (str), `score` (float in [0, 1]) and, optionally, `image`
+    (PIL image or None). `max_length` counts the tokens of the rendered judge prompt, image tokens included; longer
+    rows are dropped with a warning. `center_rewards_coefficient` does not apply to pointwise regression.
+    """
+
+    # Parameters that control the training
+    regression_loss: str = field(
+        default="bce",
+        metadata={
+            "help": "'bce' (binary cross-entropy with the score as a soft label; keeps its gradient when the sigmoid "
+            "saturates) or 'mse' (squared error of sigmoid(logit) to the score).",
+            "choices": list(REGRESSION_LOSSES),
+        },
+    )
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.regression_loss not in REGRESSION_LOSSES:
+            raise ValueError(f"regression_loss={self.regression_loss!r} is not one of {REGRESSION_LOSSES}.")
+        if self.center_rewards_coefficient is not None:
+            raise ValueError(
+                "center_rewards_coefficient is for pairwise (Bradley-Terry) reward models; the thinking reward model "
+                "regresses to the score itself. Leave it unset."
+            )
+
+
+@dataclass
+class ThinkingRewardScriptArguments(ImageDataArguments):
+    """
+    Script arguments of `recipes/thinking_reward.py`: the dataset, images and bad rows (inherited from
+    [`ImageDataArguments`]), the kind of judge and the evaluation of the trained judge.
+    """
+
+    # Parameters that control the judge
+    judge_type: str = field(
+        default="generative",
+        metadata={
+            "help": "'generative': SFT the VLM to answer <answer>score</answer> (the paper's judge). 'scalar': train "
+            "a linear head by regression to the score with ThinkingRewardTrainer.",
+            "choices": list(JUDGE_TYPES),
+        },
+    )
+    judge_prompt_template: str | None = field(
+        default=None,
+        metadata={
+            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}) "
+            "the judge is trained and evaluated with; this project's prompt when unset. Score the trained judge with "
+            "the same file (judge_prompt_template of recipes/grpo.py)."
+        },
+    )
+
+    # Parameters that control the evaluation of the trained judge
+    eval_judge: bool = field(
+        default=True,
+        metadata={"help": "After training, score the test split with the saved judge and log its MAE."},
+    )
+    eval_judge_max_rows: int | None = field(
+        default=None, metadata={"help": "Rows of the test split to score after training (all when unset)."}
+    )
+    judge_batch_size: int = field(default=16, metadata={"help": "Rows per batch when scoring the test split."})
+
+    def __post_init__(self):
+        super().__post_init__()
+        if self.judge_type not in JUDGE_TYPES:
+            raise ValueError(f"judge_type={self.judge_type!r} is not one of {JUDGE_TYPES}.")
+        if self.dataset_name is None:
+            raise ValueError("dataset_name is required: a folder written by data_prep/*.py, a data file or a Hub id.")

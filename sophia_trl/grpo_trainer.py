@@ -4,20 +4,22 @@ from __future__ import annotations
 
 import copy
 import logging
+import os
 from concurrent.futures import Future
+from pathlib import Path
 from typing import Protocol
 
 import torch
-from accelerate.utils import gather
+from accelerate.utils import gather, is_peft_model
 from torch import nn
 from trl import GRPOTrainer
-from trl.trainer.utils import get_config_model_id, is_async_callable
+from trl.trainer.utils import get_config_model_id, get_trackio_space_url, is_async_callable
 
 from .configs import TrustGRPOConfig
-from .hub import SOPHIAVL_R1_PAPER, TrustGRPOModelCard
 from .judges import judge_inputs
 from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label
-from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging
+from .model_cards import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
+from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging, reward_func_kwargs
 from .trust import (
     OFFICIAL_MIN_OUTCOME,
     annealed_alpha,
@@ -48,9 +50,7 @@ def thinking_reward(completions: list, **kwargs) -> list[float | None]:
     return [None] * len(completions)
 
 
-class TrustGRPOTrainer(
-    TrustGRPOModelCard, MultimodalBatchFixes, CompletionsReadyHook, VLMCompletionsTableLogging, GRPOTrainer
-):
+class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletionsTableLogging, GRPOTrainer):
     """
     Trainer for Trust-GRPO.
 
@@ -58,17 +58,39 @@ class TrustGRPOTrainer(
     outcome reward: a judge scores the reasoning of each completion, and the score counts only as far as the judge is
     trusted on the completion's group and fades over training.
 
-    The only change w.r.t. [`trl.GRPOTrainer`] is `_calculate_rewards`. The first reward function is the outcome
-    reward: it decides which completions are correct (outcome >= `correct_threshold`). Once the outcome rewards of the
-    whole batch are gathered, `_calculate_rewards` asks `thinking_judge` to score the reasoning, computes each group's
-    trust weight gamma (`sophia_trl.trust`) and adds
+    The method is one change w.r.t. [`trl.GRPOTrainer`], in `_calculate_rewards`. The first reward function is the
+    outcome reward: it decides which completions are correct (outcome >= `correct_threshold`). Once the outcome rewards
+    of the whole batch are gathered, `_calculate_rewards` asks `thinking_judge` to score the reasoning, computes each
+    group's trust weight gamma (`sophia_trl.trust`) and adds
 
         gamma * alpha * exp(-step / T) * R_thinking
 
     to the completion's reward as the extra reward column `thinking_reward` that `__init__` appends. Other reward
     functions (e.g. a format or length reward) add with their `reward_weights` as in GRPO; the thinking column has
-    weight 1. Everything else (generation, GRPO's group normalisation of the summed reward into advantages, the loss,
-    checkpointing) is inherited unchanged.
+    weight 1. GRPO's group normalisation of the summed reward into advantages, the loss and checkpointing are
+    inherited unchanged.
+
+    The methods of `GRPOTrainer` it overrides, here and through its mixins (all but `create_model_card` also run TRL's
+    through `super()`):
+
+    - `__init__`: appends the `thinking_reward` column and its weight 1, checks the judge, copies `args`, sets up the
+      judge's failure budget;
+    - `_calculate_rewards`: the Trust-GRPO reward above, from the judge's scores of the outcome rewards' batch;
+    - `create_model_card`: writes a card with the method, the run's Trust-GRPO settings, the judge and the paper
+      ([`~sophia_trl.model_cards.trust_grpo_model_card`]) at every save and in `push_to_hub`;
+    - `_generate_and_score_completions` ([`~sophia_trl.trl_compat.MultimodalBatchFixes`]): a batch of text-only rows
+      with `image=None` goes to TRL as text-only;
+    - `_generate` ([`~sophia_trl.trl_compat.MultimodalBatchFixes`]): text-only rows of a mixed batch get an empty image
+      list instead of `None`, which the processor rejects;
+    - `_generate_and_score_completions` and `_generate` ([`~sophia_trl.trl_compat.CompletionsReadyHook`]): call
+      `_on_completions` right after generation, where the judge requests start (see below);
+    - `log` ([`~sophia_trl.trl_compat.VLMCompletionsTableLogging`]): sends wandb and trackio a completions table they
+      accept for VLM prompts, with the raw thinking reward and gamma columns.
+
+    The mixins work around TRL 1.16 limits and go when TRL lifts them; `_on_completions` is the hook of
+    `CompletionsReadyHook`, not a TRL method. Besides these, the trainer reads TRL's private `_metrics`, calls
+    `_log_completion_extra` (the completions table's extra columns) and `_save_checkpoint` (before stopping on a judge
+    outage), and asks [`~sophia_trl.trl_compat.reward_func_kwargs`] for TRL's reward-function arguments.
 
     `args.trust_rule` chooses the weight: `"paper"` is gamma above (1 in groups whose answers are all right or all
     wrong). `"reliability"` gives every group one weight w = clip(2 * AUC - 1, 0, 1), AUC a running estimate of how
@@ -94,15 +116,10 @@ class TrustGRPOTrainer(
     rows of a group split across processes are sent and their scores dropped if the gathered group turns out
     uniform. `_calculate_rewards` keeps the final say and scores any row it needs that was not sent.
 
-    The other bases are not part of the method. [`~sophia_trl.hub.TrustGRPOModelCard`] makes saves and `push_to_hub`
-    write a model card with the run's Trust-GRPO settings and judge. The mixins of `sophia_trl.trl_compat` work around
-    TRL 1.16 limits and go when TRL lifts them: `MultimodalBatchFixes` (mixed and text-only batches),
-    `CompletionsReadyHook` (a call right after generation, `_on_completions`, where the judge requests start) and
-    `VLMCompletionsTableLogging` (a completions table that wandb and trackio accept for VLM prompts).
-
     Written against TRL 1.16.0's `GRPOTrainer._calculate_rewards(inputs, prompts, completions, completion_ids_list)`,
-    which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs); `tests/test_trl_contract.py`
-    fails when that contract moves.
+    which returns the rewards of all processes gathered, shape (B_global, num_reward_funcs), and its
+    `create_model_card(model_name, dataset_name, tags)`, which `_save_checkpoint` calls;
+    `tests/trainers/test_trl_contract.py` fails when one of these contracts moves.
 
     Args:
         model, reward_funcs, args, **kwargs:
@@ -119,14 +136,12 @@ class TrustGRPOTrainer(
     `trust/mixed_group_frac` (groups with correct and wrong completions), `trust/alpha` (annealed alpha),
     `trust/outcome_reward_mean`, `trust/thinking_reward_mean` (raw judge scores), with a reliability rule
     `trust/reliability_auc` (the running estimate), `trust/reliability_weight` (w) and `trust/batch_auc`,
-    `trust/judge_calls`,
-    `trust/judge_skipped`, `trust/judge_failed`.
+    `trust/judge_calls`, `trust/judge_skipped`, `trust/judge_failed`.
     """
 
     _tag_names = ["trl", "grpo", "trust-grpo", "sophia-trl"]
     _name = "TrustGRPO"
     _paper = SOPHIAVL_R1_PAPER
-    _card_hidden_rewards = (THINKING_REWARD_NAME,)  # the card describes the thinking reward on its own line
 
     def __init__(
         self,
@@ -239,10 +254,7 @@ class TrustGRPOTrainer(
         if isinstance(outcome_func, nn.Module) or is_async_callable(outcome_func):
             return []  # not cheap to run twice: `_calculate_rewards` scores synchronously
         # TRL's keyword arguments for reward functions, without the logging hooks: this extra call must log nothing.
-        kwargs = {k: [x[k] for x in inputs] for k in inputs[0] if k not in ("prompt", "completion", "completion_ids")}
-        kwargs.update(trainer_state=self.state, log_extra=lambda *a: None, log_metric=lambda *a: None)
-        if self.environments is not None:
-            kwargs["environments"] = self.environments
+        kwargs = reward_func_kwargs(self, inputs)
         values = outcome_func(prompts=prompts, completions=completions, completion_ids=completion_ids_list, **kwargs)
         outcome = torch.tensor([torch.nan if v is None else float(v) for v in values])  # (B_local,)
         num_generations = self.num_generations if self.model.training else self.num_generations_eval
@@ -350,3 +362,33 @@ class TrustGRPOTrainer(
             # The step being scored is not trained: the checkpoint holds the last finished one, to resume from.
             self._save_checkpoint(self.model_wrapped, trial=None)
             raise
+
+    def create_model_card(
+        self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None
+    ) -> None:
+        """Writes `README.md` in `output_dir`: the method, the run's Trust-GRPO settings, the judge and the paper
+        ([`~sophia_trl.model_cards.trust_grpo_model_card`]). `push_to_hub` and checkpoint saves call it."""
+        if not self.is_world_process_zero():
+            return
+        tags = [tags] if isinstance(tags, str) else list(tags or [])
+        wandb_run = None
+        if "wandb" in (self.args.report_to or []):
+            import wandb
+
+            wandb_run = wandb.run
+        card = trust_grpo_model_card(
+            self.args,
+            model_name=model_name or (self.args.hub_model_id or Path(self.args.output_dir).name).split("/")[-1],
+            total_steps=self.state.max_steps,
+            base_model=getattr(self.model.config, "_name_or_path", None),
+            hub_model_id=self.hub_model_id,
+            dataset_name=dataset_name,
+            judge=describe_judge(self.thinking_judge),
+            # The card describes the thinking reward on its own line.
+            reward_names=[name for name in self.reward_func_names if name != THINKING_REWARD_NAME],
+            tags=[*self._tag_names, *tags],
+            wandb_url=wandb_run.url if wandb_run is not None else None,
+            trackio_url=get_trackio_space_url(),
+            adapter=is_peft_model(self.model),
+        )
+        card.save(os.path.join(self.args.output_dir, "README.md"))

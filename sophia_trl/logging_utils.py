@@ -34,7 +34,7 @@ TABLE_BACKENDS = ("wandb", "trackio")
 TRUST_COLUMNS = ("thinking_reward_raw", "trust_gamma")
 
 
-def message_text(messages: str | Sequence[Mapping[str, Any]]) -> str:
+def conversation_as_text(messages: str | Sequence[Mapping[str, Any]]) -> str:
     """
     A conversation as plain text: one `role: text` line per message, `<image>` where a message shows an image.
 
@@ -48,7 +48,7 @@ def message_text(messages: str | Sequence[Mapping[str, Any]]) -> str:
 
     Example:
     ```python
-    >>> message_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
+    >>> conversation_as_text([{"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many?"}]}])
     'user: <image>How many?'
     ```
     """
@@ -117,8 +117,8 @@ def completions_table_columns(
         if len(images) != n:
             raise ValueError(f"The completions log has {len(images)} image lists for {n} prompts.")
         columns["image"] = [row[0] if row else None for row in images]
-    columns["prompt"] = [message_text(prompt) for prompt in prompts]
-    columns["completion"] = [message_text(completion) for completion in logs["completion"]]
+    columns["prompt"] = [conversation_as_text(prompt) for prompt in prompts]
+    columns["completion"] = [conversation_as_text(completion) for completion in logs["completion"]]
     rewards, extra = logs["rewards"], dict(logs.get("extra") or {})
     # The outcome reward, then gamma's inputs, then the other rewards (the weighted thinking reward among them).
     columns[reward_names[0]] = [_number(v) for v in rewards[reward_names[0]]]

@@ -4,7 +4,7 @@ Every dataset this project trains on (the synthetic task, the converted SophiaVL
 benchmark goes through [`build_prompt`], so the policy always sees the same instruction for a given problem type:
 reason inside `<think> </think>`, then answer inside `<answer> </answer>` in the form the outcome reward of that type
 checks. The per-type sentences are the `instruction` of each entry of `sophia_trl.rewards.problem_types`.
-[`message_text`] and [`strip_instruction`] read such prompts back (judge data, the trainer's judge inputs).
+[`last_message_text`] and [`strip_instruction`] read such prompts back (judge data, the trainer's judge inputs).
 """
 
 from __future__ import annotations
@@ -93,7 +93,7 @@ def build_prompt(
     return messages
 
 
-def message_text(value: Any, role: str = "user") -> str | None:
+def last_message_text(value: Any, role: str = "user") -> str | None:
     """
     The text of a field that may be a plain string or a conversation: a string is returned as is; for a list of
     messages (TRL's conversational format, with string content or content blocks), the text of the last message with

@@ -5,35 +5,35 @@ TRL's `RewardTrainer` learns from preference pairs of text with a Bradley-Terry 
 [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`] (the Qwen2.5-VL backbone plus a linear head on the last
 non-padding token), this module adds the pieces that make it fit (question, image, response, score) rows:
 
-- [`ThinkingRewardConfig`]: `trl.RewardConfig` plus the choice of regression loss;
 - [`ThinkingRewardTrainer`]: `trl.RewardTrainer` with pointwise data, images, a regression loss and the metrics MAE
   and pairwise ranking accuracy within a question;
 - [`DataCollatorForThinkingReward`], [`check_judge_row`] and [`drop_long_rows`]: the rows rendered with the judge
   prompt of [`sophia_trl.judges`], checked, and kept within `max_length`.
 
-The trained model is what [`~sophia_trl.judges.ScalarJudge`] loads.
+Its config, [`~sophia_trl.configs.ThinkingRewardConfig`] (`trl.RewardConfig` plus the choice of regression loss), is in
+`sophia_trl.configs`. The trained model is what [`~sophia_trl.judges.ScalarJudge`] loads.
 """
 
 from __future__ import annotations
 
 import logging
 from collections import defaultdict
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn as nn
 from datasets import Dataset, IterableDataset
 from transformers import AutoProcessor, PreTrainedModel, ProcessorMixin
-from trl import RewardConfig, RewardTrainer
+from trl import RewardTrainer
 from trl.data_utils import get_dataset_column_names
 
+from .configs import ThinkingRewardConfig
 from .judges import JudgePrompt, build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
 from .judges.scalar_model import load_scalar_reward_model
 
 logger = logging.getLogger(__name__)
 
-REGRESSION_LOSSES = ("bce", "mse")
 REQUIRED_COLUMNS = ("question", "response", "score")
 
 
@@ -144,49 +144,8 @@ def drop_long_rows(
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# Config and trainer
+# Trainer
 # ---------------------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class ThinkingRewardConfig(RewardConfig):
-    r"""
-    Configuration class for [`ThinkingRewardTrainer`]: [`~trl.RewardConfig`] plus the regression loss.
-
-    Parameters:
-        > Parameters that control the training
-
-        regression_loss (`str`, *optional*, defaults to `"bce"`):
-            `"bce"`: binary cross-entropy between `sigmoid(logit)` and the score used as a soft label. It is a proper
-            scoring rule for a probability-like score (its minimum is at `sigmoid(logit) = score`) and its gradient
-            `sigmoid(logit) - score` does not vanish when the sigmoid saturates. `"mse"`: squared error between
-            `sigmoid(logit)` and the score, whose gradient carries an extra `sigmoid'(logit)` factor and fades near 0
-            and 1.
-
-    The rows are pointwise: `question` (str), `response` (str), `score` (float in [0, 1]) and, optionally, `image`
-    (PIL image or None). `max_length` counts the tokens of the rendered judge prompt, image tokens included; longer
-    rows are dropped with a warning. `center_rewards_coefficient` does not apply to pointwise regression.
-    """
-
-    # Parameters that control the training
-    regression_loss: str = field(
-        default="bce",
-        metadata={
-            "help": "'bce' (binary cross-entropy with the score as a soft label; keeps its gradient when the sigmoid "
-            "saturates) or 'mse' (squared error of sigmoid(logit) to the score).",
-            "choices": list(REGRESSION_LOSSES),
-        },
-    )
-
-    def __post_init__(self):
-        super().__post_init__()
-        if self.regression_loss not in REGRESSION_LOSSES:
-            raise ValueError(f"regression_loss={self.regression_loss!r} is not one of {REGRESSION_LOSSES}.")
-        if self.center_rewards_coefficient is not None:
-            raise ValueError(
-                "center_rewards_coefficient is for pairwise (Bradley-Terry) reward models; the thinking reward model "
-                "regresses to the score itself. Leave it unset."
-            )
 
 
 class ThinkingRewardTrainer(RewardTrainer):
@@ -207,7 +166,7 @@ class ThinkingRewardTrainer(RewardTrainer):
     Args:
         model (`str` or [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`]):
             A Qwen2.5-VL checkpoint path or Hub id (the head is added when missing), or a loaded model.
-        args ([`ThinkingRewardConfig`], *optional*, defaults to `None`):
+        args ([`~sophia_trl.configs.ThinkingRewardConfig`], *optional*, defaults to `None`):
             Training configuration; `ThinkingRewardConfig("<model>-ThinkingReward")` when `None`.
         train_dataset ([`~datasets.Dataset`] or [`~datasets.IterableDataset`]):
             Rows with `question`, `response`, `score` and optionally `image`.

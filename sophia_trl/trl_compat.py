@@ -1,16 +1,21 @@
-"""Workarounds for TRL's `GRPOTrainer`, one mixin per workaround, each to be dropped when TRL no longer needs it.
+"""Workarounds for TRL's `GRPOTrainer`, one mixin or function each, to be dropped when TRL no longer needs it.
 
-`TrustGRPOTrainer` lists these mixins before `GRPOTrainer` in its bases, so each override runs first and hands over
-to TRL with `super()`. They override private `GRPOTrainer` hooks: `tests/test_trl_contract.py` checks those hooks
-against [`TRL_VERSION`] and fails with a message naming this module the day TRL changes one of them.
+`TrustGRPOTrainer` lists the mixins before `GRPOTrainer` in its bases, so each override runs first and hands over to
+TRL with `super()`; [`reward_func_kwargs`] rebuilds what TRL passes to reward functions. They rely on private
+`GRPOTrainer` hooks and attributes: `tests/trainers/test_trl_contract.py` checks those against [`TRL_VERSION`] and
+fails with a message naming this module the day TRL changes one of them. Besides the trainers, this is the only module
+of sophia_trl that touches TRL's private parts.
 """
 
 from __future__ import annotations
 
+from typing import Any
+
 from .logging_utils import log_completions_table, table_backends
 
-# The TRL release whose private GRPOTrainer hooks the mixins below (and TrustGRPOTrainer._calculate_rewards) were
-# written and checked against. Moving to another release means re-running tests/test_trl_contract.py and updating this.
+# The TRL release whose private GRPOTrainer hooks the workarounds below (and TrustGRPOTrainer's overrides) were
+# written and checked against. Moving to another release means re-running tests/trainers/test_trl_contract.py and
+# updating this.
 TRL_VERSION = "1.16.0"
 
 
@@ -26,7 +31,8 @@ class MultimodalBatchFixes:
 
     It can go once `GRPOTrainer._generate_and_score_completions` treats an all-`None` `image` column as text-only and
     `_generate` returns an empty list (not `None`) for the images of a text-only row;
-    `tests/test_trl_contract.py::test_generate_returns_per_row_images_as_element_6` fails when the latter changes.
+    `tests/trainers/test_trl_contract.py::test_generate_returns_per_row_images_as_element_6` fails when the latter
+    changes.
     """
 
     def _generate_and_score_completions(self, inputs):
@@ -96,8 +102,8 @@ class CompletionsReadyHook:
     later for the same batch (the same objects, and the completion ids), so work started there can be collected there.
 
     It can go once TRL offers a hook between generation and the log-prob passes (or starts reward functions
-    asynchronously itself); `tests/test_async_judging.py::test_generation_returns_before_logprob_passes` fails when
-    the order of the calls changes.
+    asynchronously itself); `tests/trainers/test_async_judging.py::test_generation_returns_before_logprob_passes` fails
+    when the order of the calls changes.
     """
 
     _rollout_inputs: list | None = None  # the batch `_generate_and_score_completions` is scoring
@@ -120,3 +126,34 @@ class CompletionsReadyHook:
         self, inputs: list[dict], prompts: list, completions: list, completion_ids_list: list[list[int]]
     ) -> None:
         """Runs right after generation, before the log-prob passes; does nothing unless overridden."""
+
+
+def _ignore(*args: Any) -> None:
+    """A logging hook that logs nothing."""
+
+
+def reward_func_kwargs(trainer: Any, inputs: list[dict]) -> dict[str, Any]:
+    """
+    The keyword arguments `GRPOTrainer._calculate_rewards` passes to a reward function besides `prompts`,
+    `completions` and `completion_ids`, with logging hooks that log nothing: for an extra call of a reward function
+    that must leave no trace in the metrics or the completions table.
+
+    Needed with TRL 1.16.0, which builds these arguments inline in `_calculate_rewards` (the dataset columns of
+    `inputs` except `prompt`, `completion` and `completion_ids`, then `trainer_state`, `log_extra`, `log_metric` and,
+    with environments, `environments`) with no method of its own to call. It can go once TRL has one;
+    `tests/trainers/test_trl_contract.py::test_reward_func_kwargs_match_trls` fails when TRL's arguments change.
+
+    Args:
+        trainer ([`~trl.GRPOTrainer`]):
+            The trainer (its `state` and `environments`).
+        inputs (`list[dict]`):
+            The batch's rows, as `_calculate_rewards` receives them.
+
+    Returns:
+        `dict[str, Any]`: The keyword arguments, one list entry per row for each dataset column.
+    """
+    kwargs = {k: [x[k] for x in inputs] for k in inputs[0] if k not in ("prompt", "completion", "completion_ids")}
+    kwargs.update(trainer_state=trainer.state, log_extra=_ignore, log_metric=_ignore)
+    if trainer.environments is not None:
+        kwargs["environments"] = trainer.environments
+    return kwargs

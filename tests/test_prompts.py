@@ -7,7 +7,7 @@ from sophia_trl.prompts import (
     REASONING_INSTRUCTION,
     build_prompt,
     format_question,
-    message_text,
+    last_message_text,
     strip_instruction,
 )
 from sophia_trl.rewards.problem_types import PROBLEM_TYPE_REGISTRY, PROBLEM_TYPES
@@ -46,7 +46,7 @@ def test_format_question():
     assert format_question("How many?", ["A. 3", "B. 4 "]) == "How many?\nOptions:\nA. 3\nB. 4"
 
 
-def test_message_text():
+def test_last_message_text():
     conversation = [
         {"role": "user", "content": "first question"},
         {
@@ -55,11 +55,11 @@ def test_message_text():
         },
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "second question"}]},
     ]
-    assert message_text(conversation) == "second question"  # the last user message, image blocks left out
-    assert message_text(conversation, role="assistant") == "<think>a</think>b"
-    assert message_text(conversation, role="system") is None
-    assert message_text("plain text", role="assistant") == "plain text"
-    assert message_text(None) is None
+    assert last_message_text(conversation) == "second question"  # the last user message, image blocks left out
+    assert last_message_text(conversation, role="assistant") == "<think>a</think>b"
+    assert last_message_text(conversation, role="system") is None
+    assert last_message_text("plain text", role="assistant") == "plain text"
+    assert last_message_text(None) is None
 
 
 def test_strip_instruction_returns_the_question_of_a_built_prompt():

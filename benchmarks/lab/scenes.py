@@ -1,4 +1,4 @@
-"""The learning lab's multimodal check: the synthetic scenes of `sophia_trl.synthetic` with the tiny VLM.
+"""The learning lab's multimodal check: the synthetic scenes of `sophia_trl.tiny.scenes` with the tiny VLM.
 
 The same experiment as the text lab (SFT warm start, then the arms with `TrustGRPOTrainer` over seeds, judges of set
 reliability, held-out curves and group diagnostics), on questions that come with an image: a 56 x 56 scene of
@@ -9,8 +9,8 @@ The judges need the scene's ground truth. The lab generates the data, so [`Scene
 the judge see, the bare question (options included) and the image's pixels, to the generated problem.
 
 The step checker ([`read_scene_response`]) reads a policy response line by line against the sound response that
-`sophia_trl.synthetic.write_response` writes for the scene (one line per shape in reading order, then a conclusion),
-the final answer counted as one more step:
+`sophia_trl.tiny.responses.write_response` writes for the scene (one line per shape in reading order, then a
+conclusion), the final answer counted as one more step:
 
     Shape 1 is a red circle, so the count of red shapes is now 1.     slot "shape 1": right if it is the sound line
     Shape 2 is a blue square, which I do not count.                   slot "shape 2"
@@ -44,15 +44,9 @@ from PIL import Image
 from sophia_trl.judges import ThinkingJudge
 from sophia_trl.prompts import build_prompt, format_question
 from sophia_trl.rewards import outcome_reward
-from sophia_trl.rewards.outcome import extract_answer
-from sophia_trl.synthetic import (
-    FLAWS,
-    SyntheticProblem,
-    policy_sft_row,
-    sample_problem,
-    score_steps,
-    write_response,
-)
+from sophia_trl.rewards.outcome import well_formed_answer
+from sophia_trl.tiny.responses import FLAWS, policy_sft_row, score_steps, write_response
+from sophia_trl.tiny.scenes import SyntheticProblem, sample_problem
 
 logger = logging.getLogger(__name__)
 
@@ -189,7 +183,7 @@ def read_scene_response(problem: SyntheticProblem, response: str) -> SceneJudgem
 
     A response without the `<think>...</think><answer>...</answer>` format scores 0.0.
     """
-    if extract_answer(response) is None:
+    if well_formed_answer(response) is None:
         return SceneJudgement(False, False, 0, 0, 0.0)
     think = response.split("<think>", 1)[1].split("</think>", 1)[0]
     sentences = [_normalise(s) for line in think.split("\n") for s in _SENTENCE_END.split(line.strip())]
@@ -307,10 +301,10 @@ def sample_scenes(model, processor, problems: list, max_new_tokens: int, seed: i
 
 def train_scene_sft(output_dir: Path, examples: int, epochs: float, seed: int, flawed_fraction: float) -> float:
     """
-    Builds the tiny VLM (`sophia_trl.tiny.build_tiny_vlm`, seed `seed`) and warm-starts it with TRL's SFTTrainer on
-    `examples` scene responses (batch 8, lr 2e-3 cosine, as `make demo`); saves to `output_dir`, returns seconds.
+    Builds the tiny VLM (`sophia_trl.tiny.models.build_tiny_vlm`, seed `seed`) and warm-starts it with TRL's SFTTrainer
+    on `examples` scene responses (batch 8, lr 2e-3 cosine, as `make demo`); saves to `output_dir`, returns seconds.
     """
-    from sophia_trl.tiny import build_tiny_vlm, warm_start_tiny_vlm
+    from sophia_trl.tiny.models import build_tiny_vlm, warm_start_tiny_vlm
 
     start = time.perf_counter()
     base = output_dir.parent / f"{output_dir.name}-base"

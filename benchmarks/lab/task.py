@@ -1,8 +1,8 @@
 """The learning lab's task: "a ± b ± c ± d" with step-by-step reasoning that is sound or flawed, and a checkable answer.
 
-The task follows the structure of `sophia_trl.synthetic` (a problem, a response whose reasoning is sound or carries a
+The task follows the structure of `sophia_trl.tiny` (a problem, a response whose reasoning is sound or carries a
 deliberate flaw, a checkable answer, and a reasoning score = the fraction of correct steps with the final answer as one
-step, from [`sophia_trl.synthetic.score_steps`]), on a text problem small enough for a 0.8 M-parameter policy to
+step, from [`sophia_trl.tiny.responses.score_steps`]), on a text problem small enough for a 0.8 M-parameter policy to
 learn on a CPU in minutes:
 
     prompt:     7 + 3 - 2 + 5 =
@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from tokenizers import Tokenizer, models, pre_tokenizers
 from transformers import PreTrainedTokenizerFast
 
-from sophia_trl.synthetic import score_steps
+from sophia_trl.tiny.responses import score_steps
 
 NUM_OPERANDS = 4
 MAX_OPERAND = 5  # digits 0-5: an addition table a 0.8 M model learns in a few minutes of SFT on a shared CPU
@@ -207,7 +207,7 @@ def outcome_score(problem: ArithmeticProblem, response: str) -> float:
 def reasoning_score(problem: ArithmeticProblem, response: str) -> float:
     """
     The fraction of correct steps, the final answer counted as one step, rounded to a tenth
-    ([`sophia_trl.synthetic.score_steps`]): 1.0 for sound reasoning, 0.0 for a malformed response.
+    ([`sophia_trl.tiny.responses.score_steps`]): 1.0 for sound reasoning, 0.0 for a malformed response.
 
     Filler counts as the missing steps being wrong: a right answer with no working scores 1/4 -> 0.3.
     """

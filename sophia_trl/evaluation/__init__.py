@@ -6,7 +6,7 @@ One module per benchmark (`mathvista`, `mathverse`, `mmmu`, `mme`, `mmstar`, `ch
 the command line; `eval/README.md` documents the fields, rules and fallbacks.
 """
 
-from sophia_trl.evaluation.answers import ExtractedAnswer, extract_answer, parse_choice, parse_number
+from sophia_trl.evaluation.answers import ExtractedAnswer, answer_with_fallback, parse_choice, parse_number
 from sophia_trl.evaluation.generation import EvalPrompt, Generation, TransformersGenerator, VLLMGenerator
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.runner import BENCHMARKS, evaluate, generate_predictions, get_benchmark
@@ -19,8 +19,8 @@ __all__ = [
     "Generation",
     "TransformersGenerator",
     "VLLMGenerator",
+    "answer_with_fallback",
     "evaluate",
-    "extract_answer",
     "generate_predictions",
     "get_benchmark",
     "parse_choice",

@@ -66,7 +66,7 @@ class ExtractedAnswer:
         return self.source != "answer_tag"
 
 
-def extract_answer(response: str | None) -> ExtractedAnswer:
+def answer_with_fallback(response: str | None) -> ExtractedAnswer:
     """Returns the content of the last `<answer>...</answer>` tag, or the documented fallback when there is none.
 
     Args:
@@ -79,9 +79,9 @@ def extract_answer(response: str | None) -> ExtractedAnswer:
 
     Example:
     ```python
-    >>> extract_answer("<think>2 + 2 = 4</think> <answer> 4 </answer>")
+    >>> answer_with_fallback("<think>2 + 2 = 4</think> <answer> 4 </answer>")
     ExtractedAnswer(text='4', source='answer_tag')
-    >>> extract_answer("<think>2 + 2 = 4</think> So it is 4.")
+    >>> answer_with_fallback("<think>2 + 2 = 4</think> So it is 4.")
     ExtractedAnswer(text='So it is 4.', source='after_think')
     ```
     """

@@ -16,7 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import extract_answer, free_text_answer
+from sophia_trl.evaluation.answers import answer_with_fallback, free_text_answer
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -87,7 +87,7 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     The scoring is rule-based, so `judge` is not used."""
     records = []
     for row in rows:
-        answer = extract_answer(row["response"])
+        answer = answer_with_fallback(row["response"])
         prediction = free_text_answer(answer).strip() or None
         labels = row["label"] if isinstance(row["label"], list) else [row["label"]]
         correct = prediction is not None and any(

@@ -43,7 +43,7 @@ def r1_prompt(
     system_prompt: str | None = None,
     options: list[str] | None = None,
 ) -> EvalPrompt:
-    """The training prompt (`sophia_trl.data.build_prompt`) for one item.
+    """The training prompt (`sophia_trl.prompts.build_prompt`) for one item.
 
     Args:
         problem (`str`):

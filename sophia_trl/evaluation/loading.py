@@ -14,7 +14,7 @@ from typing import Any
 import datasets
 from PIL import Image
 
-from sophia_trl.data import DATA_FILE_FORMATS, iter_rows
+from sophia_trl.data.loading import DATA_FILE_FORMATS, iter_rows
 
 logger = logging.getLogger(__name__)
 

@@ -24,7 +24,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import extract_answer, free_text_answer, parse_choice
+from sophia_trl.evaluation.answers import answer_with_fallback, free_text_answer, parse_choice
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge, JudgedItems
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -107,7 +107,7 @@ def _normalize(text: str) -> str:
 
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:
     """Scores rows holding the benchmark fields and `response`; returns metrics (percent) and per-item records."""
-    answers = [extract_answer(row["response"]) for row in rows]
+    answers = [answer_with_fallback(row["response"]) for row in rows]
     texts = [
         answer.text if _is_multiple_choice(row) else free_text_answer(answer) for row, answer in zip(rows, answers)
     ]

@@ -25,7 +25,7 @@ from typing import Any
 
 from sophia_trl.evaluation.answers import (
     ExtractedAnswer,
-    extract_answer,
+    answer_with_fallback,
     free_text_answer,
     option_letters,
     parse_choice,
@@ -134,7 +134,7 @@ def _judge_question(row: dict[str, Any]) -> str:
 
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:
     """Scores rows holding the benchmark fields and `response`; returns metrics (percent) and per-item records."""
-    answers = [extract_answer(row["response"]) for row in rows]
+    answers = [answer_with_fallback(row["response"]) for row in rows]
     texts = [
         answer.text
         if row["question_type"] == "multi_choice" or row["answer_type"] in ("integer", "float")

@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import extract_answer, parse_choice
+from sophia_trl.evaluation.answers import answer_with_fallback, parse_choice
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import is_missing, load_benchmark, to_image
@@ -101,7 +101,7 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     accuracy overall and per category, and per-row records. The scoring is rule-based, so `judge` is not used."""
     records = []
     for row in rows:
-        answer = extract_answer(row["response"])
+        answer = answer_with_fallback(row["response"])
         options = options_of(row)
         prediction = parse_choice(answer.text, len(options), options)
         correct = prediction is not None and prediction == str(row["answer"]).strip().upper()

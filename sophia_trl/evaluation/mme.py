@@ -17,7 +17,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import extract_answer, free_text_answer
+from sophia_trl.evaluation.answers import answer_with_fallback, free_text_answer
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -67,7 +67,7 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     category accuracy, accuracy+ and score. MME's official scoring is rule-based, so `judge` is not used."""
     records = []
     for row in rows:
-        answer = extract_answer(row["response"])
+        answer = answer_with_fallback(row["response"])
         prediction = parse_yes_no(free_text_answer(answer))
         correct = prediction is not None and prediction == str(row["answer"]).strip().lower()
         records.append(make_record(row, FIELDS, answer, prediction, correct))

@@ -27,7 +27,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import extract_answer, option_letters
+from sophia_trl.evaluation.answers import answer_with_fallback, option_letters
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -240,7 +240,7 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     MMMU's official scoring is rule-based, so `judge` is not used."""
     records = []
     for row in rows:
-        answer = extract_answer(row["response"])
+        answer = answer_with_fallback(row["response"])
         gold = _gold(row["answer"])
         split, subject = _split_and_subject(row["id"])
         if _is_multiple_choice(row):

@@ -2,42 +2,41 @@
 
 One job per module:
 
-- `prompt.py`: the judge prompt ([`JudgePrompt`]: ours by default, or a user's template file) and its renderings,
-  [`judge_inputs`] (what the judge reads from an item, on every path), the score format and parser.
+- `template.py`: the judge prompt ([`JudgePrompt`]: ours by default, or a user's template file, [`load_judge_prompt`]).
+- `messages.py`: [`judge_inputs`] (what the judge reads from an item, on every path) and the judge conversation's
+  renderings for local models, SFT rows and OpenAI-compatible servers.
+- `scores.py`: the score format and parser, and the expected-score readout over the score tokens.
 - `base.py`: [`ThinkingJudge`], the `score(questions, responses, images)` interface with its cache; [`image_hash`].
 - `local.py`: the in-process backends [`TransformersJudge`], [`ScalarJudge`] and [`VLLMJudge`].
 - `transport.py`: [`OpenAIChatClient`], the HTTP client of an OpenAI-compatible server (timeouts, retries,
   concurrency), and [`JudgeServerError`].
 - `server.py`: [`OpenAIJudge`], the judge behind such a server.
+- `loading.py`: [`load_thinking_judge`], the backend a run's `judge_*` script arguments name.
 - `metrics.py`: [`evaluate_judge`] and the pairwise ranking accuracy within a question.
+- `loopback.py`: [`~loopback.LoopbackJudgeServer`], an OpenAI-compatible judge server on 127.0.0.1 that answers in a
+  controlled way, for tests, benchmarks and checking a client. Import it from `sophia_trl.judges.loopback`.
 - `scalar_model.py`: the scalar-head model `Qwen2_5_VLForScalarReward` and `load_scalar_reward_model`. Import them from
   `sophia_trl.judges.scalar_model`: it loads transformers' Qwen2.5-VL model code, which the other judges do not need.
 """
 
 from .base import ThinkingJudge, image_hash
+from .loading import load_thinking_judge
 from .local import ScalarJudge, TransformersJudge, VLLMJudge
-from .metrics import evaluate_judge, pairwise_accuracy, question_group_id
-from .prompt import (
-    DEFAULT_JUDGE_PROMPT,
-    JUDGE_SYSTEM_PROMPT,
-    JUDGE_USER_TEMPLATE,
-    JudgePrompt,
+from .messages import (
     build_judge_inputs,
     build_judge_messages,
     build_openai_messages,
-    expected_score,
     format_judge_sft_example,
-    format_score,
     image_of,
     image_to_data_url,
     judge_inputs,
-    load_judge_prompt,
-    parse_score,
     question_of,
     response_of,
-    score_token_ids,
 )
+from .metrics import evaluate_judge, pairwise_accuracy, question_group_id
+from .scores import expected_score, format_score, parse_score, score_token_ids
 from .server import OpenAIJudge
+from .template import DEFAULT_JUDGE_PROMPT, JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE, JudgePrompt, load_judge_prompt
 from .transport import JudgeServerError, OpenAIChatClient
 
 __all__ = [
@@ -64,6 +63,7 @@ __all__ = [
     "image_to_data_url",
     "judge_inputs",
     "load_judge_prompt",
+    "load_thinking_judge",
     "pairwise_accuracy",
     "parse_score",
     "question_group_id",

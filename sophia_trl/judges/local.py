@@ -15,17 +15,9 @@ import torch
 from PIL import Image
 
 from .base import ThinkingJudge
-from .prompt import (
-    DEFAULT_JUDGE_PROMPT,
-    JUDGE_READOUTS,
-    SCORE_PREFIX,
-    JudgePrompt,
-    build_judge_inputs,
-    build_openai_messages,
-    expected_score,
-    parse_score,
-    score_token_ids,
-)
+from .messages import build_judge_inputs, build_openai_messages
+from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score, score_token_ids
+from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
 
 # Log-probabilities vLLM returns per position (its default limit, `max_logprobs`, is 20).
 _VLLM_TOP_LOGPROBS = 20

@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 
 from .base import ThinkingJudge, image_hash
-from .prompt import judge_inputs
+from .messages import judge_inputs
 
 
 def question_group_id(question: str, image: Image.Image | None) -> int:

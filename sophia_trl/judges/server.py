@@ -9,16 +9,9 @@ from typing import Any
 from PIL import Image
 
 from .base import ThinkingJudge
-from .prompt import (
-    DEFAULT_JUDGE_PROMPT,
-    JUDGE_READOUTS,
-    SCORE_PREFIX,
-    JudgePrompt,
-    build_openai_messages,
-    expected_score,
-    image_to_data_url,
-    parse_score,
-)
+from .messages import build_openai_messages, image_to_data_url
+from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score
+from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
 from .transport import OpenAIChatClient
 
 # Request fields of the expected-score readout: the server continues the final assistant message ("<answer>...")

@@ -1,6 +1,6 @@
 """Reward functions for Trust-GRPO: the outcome reward, its per-type scorers and the problem-type registry."""
 
-from .outcome import extract_answer, format_reward, outcome_reward, score_answer
+from .outcome import format_reward, outcome_reward, score_answer, well_formed_answer
 from .problem_types import PROBLEM_TYPE_REGISTRY, PROBLEM_TYPES, ProblemType, normalize_problem_type
 from .scorers import (
     free_form_reward,
@@ -15,7 +15,6 @@ __all__ = [
     "PROBLEM_TYPES",
     "PROBLEM_TYPE_REGISTRY",
     "ProblemType",
-    "extract_answer",
     "format_reward",
     "free_form_reward",
     "multiple_choice_reward",
@@ -26,4 +25,5 @@ __all__ = [
     "parse_choices",
     "score_answer",
     "short_text_reward",
+    "well_formed_answer",
 ]

@@ -25,7 +25,7 @@ from typing import Any
 from .problem_types import PROBLEM_TYPES, get_problem_type
 from .scorers import OCR_MODES, _strip_dollars
 
-__all__ = ["PROBLEM_TYPES", "extract_answer", "format_reward", "outcome_reward", "score_answer"]
+__all__ = ["PROBLEM_TYPES", "format_reward", "outcome_reward", "score_answer", "well_formed_answer"]
 
 # ---------------------------------------------------------------------------------------------------------------------
 # Response format and answer extraction
@@ -59,7 +59,7 @@ def _completion_text(completion: str | list[dict[str, Any]]) -> str:
     return "".join(parts)
 
 
-def extract_answer(response: str) -> str | None:
+def well_formed_answer(response: str) -> str | None:
     """
     The answer of an R1-style response, or `None` when the response does not have the required format.
 
@@ -75,9 +75,9 @@ def extract_answer(response: str) -> str | None:
 
     Example:
     ```python
-    >>> extract_answer("<think>2 + 2 = 4</think>\\n<answer> 4 </answer>")
+    >>> well_formed_answer("<think>2 + 2 = 4</think>\\n<answer> 4 </answer>")
     '4'
-    >>> extract_answer("The answer is 4.") is None
+    >>> well_formed_answer("The answer is 4.") is None
     True
     ```
     """
@@ -93,7 +93,7 @@ def format_reward(completions: list[list[dict[str, Any]]] | list[str], **kwargs)
     Reward function that gives 1.0 to responses in the `<think>...</think><answer>...</answer>` format and 0.0 to others.
 
     This is the gate that [`outcome_reward`] applies, as a reward function of its own (the released SophiaVL-R1 code
-    adds such a format reward to the accuracy reward). See [`extract_answer`] for the exact rule.
+    adds such a format reward to the accuracy reward). See [`well_formed_answer`] for the exact rule.
 
     Args:
         completions (`list[list[dict[str, str]]]` or `list[str]`):
@@ -110,7 +110,7 @@ def format_reward(completions: list[list[dict[str, Any]]] | list[str], **kwargs)
     [1.0, 0.0]
     ```
     """
-    return [0.0 if extract_answer(_completion_text(c)) is None else 1.0 for c in completions]
+    return [0.0 if well_formed_answer(_completion_text(c)) is None else 1.0 for c in completions]
 
 
 def _solution_text(solution: Any) -> str:
@@ -191,7 +191,7 @@ def outcome_reward(
     """
     Reward function that scores each completion's answer against its row's solution, by the row's problem type.
 
-    A completion that is not `<think>...</think>` followed by `<answer>...</answer>` (see [`extract_answer`]) is
+    A completion that is not `<think>...</think>` followed by `<answer>...</answer>` (see [`well_formed_answer`]) is
     scored as an empty answer: 0 for every built-in type, and -1 (an empty transcription) for an OCR row with
     `ocr_mode="neg"`, since 0 is the best -WER. Otherwise the content of the answer tags is scored by the scorer of
     the row's problem type in `sophia_trl.rewards.problem_types`: [`numerical_reward`], [`multiple_choice_reward`],
@@ -259,7 +259,7 @@ def outcome_reward(
         try:
             kind = get_problem_type(kind).name
             gold = _solution_text(gold)
-            answer = extract_answer(_completion_text(completion))
+            answer = well_formed_answer(_completion_text(completion))
             # A gated completion is scored as an empty answer: each scorer gives that its lowest score, and a bad
             # solution raises on every row, gated or not.
             reward = score_answer(answer or "", gold, kind, row_options, ocr_mode, numerical_timeout)

@@ -17,7 +17,7 @@ Adding a problem type touches two places: write its scorer (in `sophia_trl/rewar
 function of the [`Scorer`] form) and add one `ProblemType(name, aliases, instruction, scorer)` entry to
 `_BUILT_IN_TYPES` below. The prompt builder, the converters (through [`normalize_problem_type`]), the outcome reward
 and `PROBLEM_TYPES` pick it up from there. The scorer must give an empty answer its lowest score: a completion that
-fails the format gate is scored as an empty answer. (The synthetic task, `sophia_trl.synthetic`, only draws the types
+fails the format gate is scored as an empty answer. (The synthetic task, `sophia_trl.tiny.scenes`, only draws the types
 it has questions for; a new type is not drawn there until it gets some.)
 """
 
@@ -152,10 +152,8 @@ def normalize_problem_type(value: Any) -> str | None:
     when the value is not a known type.
 
     A name or alias matches ignoring case and surrounding whitespace. This one normaliser serves the converters (which
-    turn `None` into a bad-row error) and the outcome reward (which raises for `None`, see [`get_problem_type`]). The
-    outcome reward used to accept only the names, ignoring case and whitespace; the converters accepted the aliases
-    too. Both now accept the union, so the outcome reward scores a row spelled `"multiple_choice"` where it raised
-    before; every value either accepted keeps its result.
+    turn `None` into a bad-row error) and the outcome reward (which raises for `None`, see [`get_problem_type`]), so
+    both accept the same spellings: the outcome reward scores a row spelled `"multiple_choice"` as `"multiple choice"`.
 
     Args:
         value (`Any`):

@@ -3,7 +3,7 @@
 import pytest
 from PIL import Image
 
-from sophia_trl.data import resolve_image
+from sophia_trl.data.images import resolve_image
 
 
 def test_an_image_over_the_pixel_limit_is_refused_with_its_size(tmp_path):

@@ -7,13 +7,9 @@ import pytest
 from datasets import Dataset, DatasetDict
 from PIL import Image
 
-from sophia_trl.data import (
-    BadRowError,
-    convert_rows,
-    iter_rows,
-    load_dataset_from_name_or_path,
-    resolve_image,
-)
+from sophia_trl.data.conversion import convert_rows
+from sophia_trl.data.images import resolve_image
+from sophia_trl.data.loading import BadRowError, iter_rows, load_dataset_from_name_or_path
 
 # --- load_dataset_from_name_or_path --------------------------------------------------------------------------------
 
@@ -121,7 +117,7 @@ def test_convert_rows_policies():
 def test_load_train_test_splits(tmp_path):
     from datasets import Dataset, DatasetDict
 
-    from sophia_trl.data import load_train_test_splits
+    from sophia_trl.data.loading import load_train_test_splits
 
     DatasetDict({"train": Dataset.from_dict({"x": [1, 2, 3]}), "test": Dataset.from_dict({"x": [4]})}).save_to_disk(
         tmp_path / "both"

@@ -11,7 +11,7 @@ import pytest
 from datasets import load_from_disk
 
 from sophia_trl.prompts import build_prompt
-from sophia_trl.synthetic import make_synthetic_dataset
+from sophia_trl.tiny.scenes import make_synthetic_dataset
 
 
 @pytest.fixture(scope="module")

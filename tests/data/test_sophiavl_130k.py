@@ -9,7 +9,7 @@ from datasets import Image as ImageFeature
 from datasets import load_from_disk
 from PIL import Image
 
-from sophia_trl.data import BadRowError
+from sophia_trl.data.loading import BadRowError
 from sophia_trl.prompts import build_prompt
 
 # (problem_id, problem, data_type, problem_type, options, solution, path, data_source), as in the release.

@@ -10,19 +10,16 @@ from datasets import Dataset
 from PIL import Image, ImageDraw
 
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES
-from sophia_trl.synthetic import (
+from sophia_trl.tiny.responses import FILLER_SENTENCES, make_thinking_dataset, score_steps, write_response
+from sophia_trl.tiny.scenes import (
     BACKGROUND,
     COLORS,
-    FILLER_SENTENCES,
     QUESTION_KINDS,
     SYNTHETIC_PROBLEM_TYPES,
     Shape,
     SyntheticProblem,
     make_synthetic_dataset,
-    make_thinking_dataset,
     ocr_font,
-    score_steps,
-    write_response,
 )
 
 TEXT_RGB = (0, 0, 0)

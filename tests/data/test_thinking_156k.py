@@ -7,7 +7,7 @@ import pytest
 from datasets import load_from_disk
 from PIL import Image
 
-from sophia_trl.data import BadRowError
+from sophia_trl.data.loading import BadRowError
 
 
 def write_judge_release(root, rows_a=None, rows_b=None):

@@ -13,7 +13,7 @@ from datasets import Dataset, DatasetDict, Features, Image, List, Value
 from PIL import Image as PILImage
 
 from sophia_trl.data import check_images
-from sophia_trl.synthetic import make_synthetic_dataset
+from sophia_trl.tiny.scenes import make_synthetic_dataset
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -56,7 +56,7 @@ def test_error_names_split_row_id_column_and_what_to_do(tmp_path):
 
 def test_skip_drops_the_undecodable_missing_and_oversized_rows_and_logs_them(tmp_path, caplog):
     dataset = image_rows(tmp_path)
-    with caplog.at_level(logging.WARNING, logger="sophia_trl.data"):
+    with caplog.at_level(logging.WARNING, logger="sophia_trl.data.images"):
         kept, skipped = check_images(dataset, "train", max_pixels=100 * 50 - 1, on_bad_row="skip")
     # Rows 1 (cut), 3 (missing) and 5 (5000 pixels > 4999) are bad; 0, 2 (path) and 4 (no image) stay.
     assert kept["problem_id"] == ["p0", "p2", "p4"]

@@ -4,7 +4,7 @@ from hypothesis import strategies as st
 
 from sophia_trl.evaluation.answers import (
     ExtractedAnswer,
-    extract_answer,
+    answer_with_fallback,
     free_text_answer,
     parse_choice,
     parse_number,
@@ -31,8 +31,8 @@ from sophia_trl.evaluation.answers import (
         (None, "", "empty"),
     ],
 )
-def test_extract_answer(response, text, source):
-    assert extract_answer(response) == ExtractedAnswer(text, source)
+def test_answer_with_fallback(response, text, source):
+    assert answer_with_fallback(response) == ExtractedAnswer(text, source)
 
 
 @given(
@@ -40,7 +40,7 @@ def test_extract_answer(response, text, source):
     answer=st.text(alphabet=st.characters(blacklist_characters="<>"), max_size=20),
 )
 def test_tagged_answer_is_returned_stripped(thinking, answer):
-    extracted = extract_answer(f"<think>{thinking}</think><answer>{answer}</answer>")
+    extracted = answer_with_fallback(f"<think>{thinking}</think><answer>{answer}</answer>")
     assert extracted == ExtractedAnswer(answer.strip(), "answer_tag")
 
 

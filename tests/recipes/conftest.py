@@ -3,15 +3,17 @@ import pytest
 
 @pytest.fixture(scope="session")
 def synthetic_data_dir(tmp_path_factory):
-    """A small synthetic multimodal dataset (`train` split) saved with `save_to_disk`. Every row has an image: with
-    one prompt group per step, a step of a text-only row alone fails in TrustGRPOTrainer (TRL passes a batch of `None`
-    images to the processor), which is not what these tests are about."""
+    """A small synthetic multimodal dataset (`train` 16 rows, `test` 4 rows) saved with `save_to_disk`. Every row has
+    an image: with one prompt group per step, a step of a text-only row alone fails in TrustGRPOTrainer (TRL passes a
+    batch of `None` images to the processor), which is not what these tests are about."""
     from datasets import DatasetDict
 
-    from sophia_trl.synthetic import make_synthetic_dataset
+    from sophia_trl.tiny.scenes import make_synthetic_dataset
 
     path = tmp_path_factory.mktemp("synthetic-data")
-    DatasetDict({"train": make_synthetic_dataset(16, seed=0)}).save_to_disk(path)
+    DatasetDict({"train": make_synthetic_dataset(16, seed=0), "test": make_synthetic_dataset(4, seed=1)}).save_to_disk(
+        path
+    )
     return path
 
 
@@ -86,7 +88,7 @@ DATASET_ID = "sophia-trl/synthetic-shapes"
 
 
 @pytest.fixture(scope="session")
-def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tmp_path_factory):
+def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tiny_grpo_config, tmp_path_factory):
     """
     Two Trust-GRPO steps on the tiny VLM with wandb (offline) and trackio (local) logging, completions tables on, then
     `push_to_hub` with the Hub calls recorded. Returns (trainer, output_dir, wandb_dir, trackio_dir, hub_calls).
@@ -95,7 +97,6 @@ def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tmp_path_factory):
     from datasets import load_from_disk
     from transformers import AutoProcessor
 
-    from sophia_trl.configs import TrustGRPOConfig
     from sophia_trl.grpo_trainer import TrustGRPOTrainer
 
     root = tmp_path_factory.mktemp("logged-run")
@@ -116,23 +117,14 @@ def logged_and_pushed_run(tiny_vlm_dir, synthetic_data_dir, tmp_path_factory):
             if name.startswith("trackio") and hasattr(module, "TRACKIO_DIR"):
                 monkeypatch.setattr(module, "TRACKIO_DIR", trackio_dir)
         calls = HubCalls().install(monkeypatch)
-        args = TrustGRPOConfig(
-            output_dir=str(output_dir),
-            use_cpu=True,
-            bf16=False,
-            gradient_checkpointing=False,
-            max_steps=2,
-            per_device_train_batch_size=8,
-            num_generations=4,
+        args = tiny_grpo_config(
+            output_dir,
             max_completion_length=8,
             learning_rate=1e-4,
-            logging_steps=1,
-            save_strategy="no",
             report_to=["wandb", "trackio"],
             log_completions=True,
             push_to_hub=True,
             hub_model_id=HUB_REPO,
-            seed=0,
         )
         trainer = TrustGRPOTrainer(
             model=str(tiny_vlm_dir),

@@ -7,7 +7,7 @@ import sqlite3
 import pytest
 from PIL import Image
 
-from sophia_trl.logging_utils import completions_table_columns, message_text, table_backends
+from sophia_trl.logging_utils import completions_table_columns, conversation_as_text, table_backends
 from sophia_trl.trust import trust_weights
 
 
@@ -33,8 +33,8 @@ from sophia_trl.trust import trust_weights
         ),
     ],
 )
-def test_message_text(messages, text):
-    assert message_text(messages) == text
+def test_conversation_as_text(messages, text):
+    assert conversation_as_text(messages) == text
 
 
 def test_table_backends_keeps_wandb_and_trackio_only():
@@ -191,4 +191,4 @@ def test_trl_stock_table_still_breaks_on_vlm_prompts():
     stripped = strip_images_from_messages(prompt)
     with pytest.raises(TypeError, match="incompatible types"):
         wandb.Table(dataframe=pd.DataFrame({"prompt": [stripped, stripped]}))
-    wandb.Table(dataframe=pd.DataFrame({"prompt": [message_text(stripped)] * 2}))  # text prompts are fine
+    wandb.Table(dataframe=pd.DataFrame({"prompt": [conversation_as_text(stripped)] * 2}))  # text prompts are fine

@@ -8,7 +8,7 @@ import pytest
 from conftest import DATASET_ID, HUB_REPO, HubCalls
 from huggingface_hub import ModelCard
 
-from sophia_trl import hub
+from sophia_trl import hub, model_cards
 from sophia_trl.configs import TrustGRPOConfig
 
 
@@ -61,7 +61,7 @@ def test_card_with_an_explicit_horizon_and_a_hub_base_model(tmp_path):
         num_generations=8,
         max_steps=1500,
     )
-    card = hub.trust_grpo_model_card(
+    card = model_cards.trust_grpo_model_card(
         args,
         model_name="x",
         total_steps=1500,
@@ -89,7 +89,7 @@ def test_card_with_an_explicit_horizon_and_a_hub_base_model(tmp_path):
     ],
 )
 def test_hub_name_keeps_hub_ids_only(name, expected):
-    assert hub.hub_name(name) == expected
+    assert model_cards.hub_name(name) == expected
 
 
 def test_describe_judge():
@@ -99,11 +99,11 @@ def test_describe_judge():
     def local(path):
         return SimpleNamespace(model=SimpleNamespace(config=SimpleNamespace(_name_or_path=path)))
 
-    assert hub.describe_judge(None).startswith("none")
-    assert hub.describe_judge(Served()) == "`Served`, served model `judge`"
-    named = hub.describe_judge(local("bunny127/SophiaVL-R1-Thinking-Reward-Model-3B"))
+    assert model_cards.describe_judge(None).startswith("none")
+    assert model_cards.describe_judge(Served()) == "`Served`, served model `judge`"
+    named = model_cards.describe_judge(local("bunny127/SophiaVL-R1-Thinking-Reward-Model-3B"))
     assert "(https://huggingface.co/bunny127/SophiaVL-R1-Thinking-Reward-Model-3B)" in named
-    assert hub.describe_judge(local("/tmp/judge")) == "`SimpleNamespace` with a local checkpoint"
+    assert model_cards.describe_judge(local("/tmp/judge")) == "`SimpleNamespace` with a local checkpoint"
 
 
 def test_judge_push_cli_writes_the_judge_card_and_uploads(tiny_judge_dir, tmp_path, monkeypatch):

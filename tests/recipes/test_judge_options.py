@@ -5,6 +5,7 @@ from recipe_helpers import import_recipe
 from trl import ModelConfig, TrlParser
 
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
+from sophia_trl.judges import load_thinking_judge
 
 
 def parse(tmp_path, *extra: str) -> TrustGRPOScriptArguments:
@@ -21,14 +22,14 @@ SERVER = ["--judge_backend", "openai", "--judge_base_url", "http://127.0.0.1:9/v
 @pytest.mark.parametrize("flags, readout", [([], "greedy"), (["--judge_readout", "expected"], "expected")])
 def test_server_judge_readout_from_the_command_line(tmp_path, flags, readout):
     # No request is sent: building OpenAIJudge does not contact the server.
-    with import_recipe("grpo").get_thinking_judge(parse(tmp_path, *SERVER, *flags)) as judge:
+    with load_thinking_judge(parse(tmp_path, *SERVER, *flags)) as judge:
         assert judge.readout == readout
 
 
 def test_readout_of_a_judge_that_has_one_is_refused(tmp_path):
     args = parse(tmp_path, "--judge_backend", "scalar", "--judge_model_name_or_path", "j", "--judge_readout", "greedy")
     with pytest.raises(ValueError, match="judge_readout='greedy' applies to"):
-        import_recipe("grpo").get_thinking_judge(args)
+        load_thinking_judge(args)
 
 
 def test_bad_readout_is_refused_by_the_parser(tmp_path):
@@ -56,7 +57,7 @@ def test_overlap_setting_reaches_the_trainer(tmp_path, monkeypatch, flags, overl
     monkeypatch.setattr(
         grpo, "get_model", lambda *a, **k: type("M", (), {"config": type("C", (), {"model_type": "x"})})()
     )
-    monkeypatch.setattr(grpo, "get_thinking_judge", lambda script_args: None)
+    monkeypatch.setattr(grpo, "load_thinking_judge", lambda script_args: None)
     monkeypatch.setattr(grpo, "check_images", lambda dataset, *a, **k: (dataset, 0))
     parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config(
@@ -85,13 +86,13 @@ def test_in_process_vllm_judge_readout_from_the_command_line(tmp_path, monkeypat
     import sys
     from types import SimpleNamespace
 
-    from sophia_trl.tiny import build_tiny_tokenizer
+    from sophia_trl.tiny.models import build_tiny_tokenizer
 
     tokenizer = build_tiny_tokenizer()  # writes "<answer>0.7" one token per character, as the readout needs
     llm = SimpleNamespace(get_tokenizer=lambda: tokenizer)
     vllm = SimpleNamespace(LLM=lambda **kwargs: llm, SamplingParams=lambda **kwargs: kwargs)
     monkeypatch.setitem(sys.modules, "vllm", vllm)  # vLLM is not installed here: a stand-in records the settings
     args = parse(tmp_path, "--judge_backend", "vllm", "--judge_model_name_or_path", "j", *flags)
-    judge = import_recipe("grpo").get_thinking_judge(args)
+    judge = load_thinking_judge(args)
     assert judge.readout == readout
     assert judge.sampling_params["max_tokens"] == (1 if readout == "expected" else args.judge_max_new_tokens)

@@ -42,7 +42,7 @@ def test_the_trainer_sends_the_bare_question(tiny_vlm_dir, tmp_path):
     from sophia_trl.configs import TrustGRPOConfig
     from sophia_trl.grpo_trainer import TrustGRPOTrainer
     from sophia_trl.rewards import format_reward
-    from sophia_trl.synthetic import make_synthetic_dataset
+    from sophia_trl.tiny.scenes import make_synthetic_dataset
 
     class RecordingJudge:
         questions: list[str] = []

@@ -11,12 +11,11 @@ import pytest
 import yaml
 from recipe_helpers import ROOT
 
-sys.path.insert(0, str(ROOT))  # the loopback judge server lives with the throughput benchmark
+from sophia_trl.judges.loopback import LoopbackJudgeServer
+
 sys.path.insert(0, str(ROOT / "scripts"))
 import check_judge_server  # noqa: E402
 from check_judge_server import JudgeServerCheckError, wait_for_judge_server  # noqa: E402
-
-from benchmarks.judge_throughput import LoopbackJudgeServer  # noqa: E402
 
 LAUNCH = ROOT / "scripts" / "launch_trust_grpo.sh"
 ABLATIONS = "recipes/Qwen2.5-VL-7B-Instruct/grpo/ablations"
@@ -26,15 +25,6 @@ ABLATIONS = "recipes/Qwen2.5-VL-7B-Instruct/grpo/ablations"
 def loopback():
     with LoopbackJudgeServer() as server:
         yield server
-
-
-def closed_port_url():
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        port = s.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def launch(tmp_path, *args, timeout=300, **env):
@@ -121,20 +111,20 @@ def test_check_waits_and_scores_a_probe(loopback):
     assert wait_for_judge_server(loopback.url, "judge", timeout=10, check_score=False) is None
 
 
-def test_check_gives_up_after_the_timeout():
+def test_check_gives_up_after_the_timeout(closed_port_url):
     start = time.monotonic()
     with pytest.raises(JudgeServerCheckError, match="did not answer within 2 s") as info:
-        wait_for_judge_server(closed_port_url(), "judge", timeout=2, poll_interval=0.5)
+        wait_for_judge_server(closed_port_url, "judge", timeout=2, poll_interval=0.5)
     assert info.value.exit_code == 1
     assert time.monotonic() - start < 6
 
 
-def test_check_stops_when_the_server_process_exits():
+def test_check_stops_when_the_server_process_exits(closed_port_url):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()
     start = time.monotonic()
     with pytest.raises(JudgeServerCheckError, match=f"process {dead.pid} exited") as info:
-        wait_for_judge_server(closed_port_url(), "judge", timeout=60, server_pid=dead.pid)
+        wait_for_judge_server(closed_port_url, "judge", timeout=60, server_pid=dead.pid)
     assert info.value.exit_code == 3 and time.monotonic() - start < 5
 
 
@@ -148,8 +138,8 @@ def test_check_reports_a_server_that_does_not_judge(loopback, monkeypatch, marke
     assert info.value.exit_code == exit_code
 
 
-def test_launch_refuses_to_train_when_the_judge_never_answers(tmp_path):
-    result = launch(tmp_path, NUM_GPUS="0", JUDGE_URL=closed_port_url(), WAIT_TIMEOUT="2")
+def test_launch_refuses_to_train_when_the_judge_never_answers(tmp_path, closed_port_url):
+    result = launch(tmp_path, NUM_GPUS="0", JUDGE_URL=closed_port_url, WAIT_TIMEOUT="2")
     assert result.returncode != 0
     # check_judge_server.py's message, then the launcher's.
     assert "error: The judge server at" in result.stderr and "did not answer within 2 s" in result.stderr

@@ -81,14 +81,13 @@ def test_readme_lora_command_trains_and_saves_an_adapter(tiny_vlm_dir, tiny_judg
     ("option", "layer"), [("judge_load_in_4bit", "Linear4bit"), ("judge_load_in_8bit", "Linear8bitLt")]
 )
 def test_recipe_loads_the_in_process_judge_quantised(tiny_judge_dir, option, layer):
-    from recipe_helpers import import_recipe
-
     from sophia_trl.configs import TrustGRPOScriptArguments
+    from sophia_trl.judges import load_thinking_judge
 
     args = TrustGRPOScriptArguments(
         dataset_name="unused", judge_model_name_or_path=str(tiny_judge_dir), judge_batch_size=4, **{option: True}
     )
-    judge = import_recipe("grpo").get_thinking_judge(args)
+    judge = load_thinking_judge(args)
     q_proj = judge.model.model.language_model.layers[0].self_attn.q_proj
     assert type(q_proj).__name__ == layer
     scores = judge.score(["How many circles?"] * 2, ["<think>two</think><answer>2</answer>", "3"], [None, None])

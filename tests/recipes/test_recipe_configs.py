@@ -24,7 +24,7 @@ from recipe_helpers import (
 sys.path.insert(0, str(ROOT / "scripts"))
 from merge_configs import merge_configs  # noqa: E402
 
-# recipes/judge_prompts/ holds judge prompt templates, not configs (tests/judge/test_prompt_template.py loads them).
+# recipes/judge_prompts/ holds judge prompt templates, not configs (tests/judges/test_prompt_template.py loads them).
 ALL_YAMLS = sorted(p for p in RECIPES.rglob("*.yaml") if "judge_prompts" not in p.relative_to(RECIPES).parts)
 PAPER_RECIPE = RECIPES / "Qwen2.5-VL-7B-Instruct" / "grpo" / "config_trust_grpo.yaml"
 GRPO_GPU_RECIPES = sorted(p for d in GPU_RECIPE_DIRS for p in (d / "grpo").glob("*.yaml"))

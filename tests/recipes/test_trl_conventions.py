@@ -27,7 +27,7 @@ def test_top_level_imports_as_from_trl():
 
 
 def _dataset():
-    from sophia_trl.synthetic import make_synthetic_dataset
+    from sophia_trl.tiny.scenes import make_synthetic_dataset
 
     return make_synthetic_dataset(8, seed=0)
 
@@ -61,7 +61,7 @@ def test_a_config_passed_to_two_trainers_is_not_changed(tiny_vlm_dir, tmp_path):
         report_to="none",
     )
     before = copy.deepcopy(args.to_dict())
-    for _ in range(2):  # the second trainer used to fail: reward_weights had grown to 3 values
+    for _ in range(2):  # a second trainer on the same args must not grow reward_weights to 3 values
         trainer = TrustGRPOTrainer(
             str(tiny_vlm_dir),
             [outcome_reward, format_reward],

@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sophia_trl.rewards.outcome import extract_answer, format_reward, outcome_reward, score_answer
+from sophia_trl.rewards.outcome import format_reward, outcome_reward, score_answer, well_formed_answer
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES
 
 
@@ -43,8 +43,8 @@ FORMAT_CASES = [
 
 
 @pytest.mark.parametrize("response, expected", FORMAT_CASES)
-def test_extract_answer(response, expected):
-    assert extract_answer(response) == expected
+def test_well_formed_answer(response, expected):
+    assert well_formed_answer(response) == expected
 
 
 def test_format_reward_reads_conversational_and_plain_completions():

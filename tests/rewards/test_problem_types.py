@@ -63,8 +63,7 @@ def test_get_problem_type_names_the_known_types():
 
 
 def test_outcome_reward_reads_the_aliases_the_converters_read():
-    # The outcome reward accepted only names (any case) and raised for "multiple_choice"; it now reads every spelling
-    # that the converters normalise, with the same score as the name.
+    # The outcome reward reads every spelling that the converters normalise, with the same score as the name.
     rewards = outcome_reward(
         [respond("A, C")] * 3 + [respond("the cat sat")],
         solution=["C,A"] * 3 + ["the cat sat on the mat"],

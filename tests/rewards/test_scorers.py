@@ -8,7 +8,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sophia_trl.rewards import scorers
+from sophia_trl.rewards import math_verify_worker
 from sophia_trl.rewards.scorers import (
     free_form_reward,
     multiple_choice_reward,
@@ -80,7 +80,7 @@ SLOW_ANSWER = "9^{9^{9}}"
 def warm_worker():
     """A started math-verify worker, so that timings below measure the deadline and not the process start."""
     assert numerical_reward("1+1", "2") == 1.0
-    return scorers._WORKER
+    return math_verify_worker._WORKER
 
 
 def test_slow_numerical_answer_returns_within_a_second_in_the_main_thread(warm_worker):

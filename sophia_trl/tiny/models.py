@@ -1,4 +1,4 @@
-"""Tiny Qwen2.5-VL checkpoints built offline, for tests, the CPU demo and benchmarks.
+"""Tiny Qwen2.5-VL checkpoints built offline, and their SFT warm start, for tests, the CPU demo and benchmarks.
 
 Nothing here downloads: the tokenizer is a byte-level BPE trained in a second on a small generated corpus, with the
 Qwen2.5-VL special tokens and a Qwen-style chat template, and the model is a real
@@ -13,7 +13,6 @@ python -m sophia_trl.tiny --output_dir outputs/tiny-qwen2.5-vl
 
 from __future__ import annotations
 
-import argparse
 import logging
 import random
 from pathlib import Path
@@ -254,16 +253,3 @@ def warm_start_tiny_vlm(
     trainer.train()
     trainer.save_model(str(output_dir))
     return Path(output_dir)
-
-
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--output_dir", required=True, help="Folder to write the checkpoint to.")
-    parser.add_argument("--seed", type=int, default=0, help="Seed of the tokenizer corpus and the weights.")
-    args = parser.parse_args()
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    build_tiny_vlm(args.output_dir, seed=args.seed)
-
-
-if __name__ == "__main__":
-    main()

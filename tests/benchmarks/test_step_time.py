@@ -1,11 +1,6 @@
 """benchmarks/step_time.py: the policy it builds and the ratios it prints."""
 
-import sys
-from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from benchmarks.step_time import Setting, build_policy, print_table  # noqa: E402
+from benchmarks.step_time import Setting, build_policy, print_table
 
 
 def test_ratios_printed_from_medians_after_warmup(capsys):

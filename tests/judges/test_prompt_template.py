@@ -233,7 +233,7 @@ def test_vllm_judge_sends_the_template(monkeypatch, custom, image):
 @pytest.fixture
 def recording_server():
     """A loopback judge server that keeps the JSON body of every chat request."""
-    from benchmarks.judge_throughput import LoopbackJudgeServer
+    from sophia_trl.judges.loopback import LoopbackJudgeServer
 
     class RecordingServer(LoopbackJudgeServer):
         def _reply(self, body):
@@ -342,8 +342,8 @@ def test_the_grpo_recipe_passes_the_template_to_its_judge(custom_file, custom, t
     from trl import ModelConfig, TrlParser
 
     from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
+    from sophia_trl.judges import load_thinking_judge
 
-    grpo = _import_recipe("grpo")
     parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
     script_args, _, _ = parser.parse_args_and_config(
         args=[
@@ -365,11 +365,11 @@ def test_the_grpo_recipe_passes_the_template_to_its_judge(custom_file, custom, t
         ]
     )
     assert script_args.judge_prompt_template == str(custom_file)
-    with grpo.get_thinking_judge(script_args) as judge:
+    with load_thinking_judge(script_args) as judge:
         assert judge.judge_prompt == custom
     script_args.judge_prompt_template = str(tmp_path / "missing.yaml")
     with pytest.raises(FileNotFoundError, match="missing.yaml"):
-        grpo.get_thinking_judge(script_args)
+        load_thinking_judge(script_args)
 
 
 def test_the_stage1_recipe_parses_the_template(custom_file, tmp_path):

@@ -15,17 +15,6 @@ from sophia_trl.judges import response_of
 G = 4
 
 
-def make_dataset(n: int = 8) -> Dataset:
-    colours = ["red", "green", "blue", "yellow"]
-    return Dataset.from_dict(
-        {
-            "prompt": [[{"role": "user", "content": f"How many shapes are {colours[i % 4]}?"}] for i in range(n)],
-            "image": [Image.new("RGB", (56, 56), colours[i % 4]) for i in range(n)],
-            "solution": [str(i) for i in range(n)],
-        }
-    )
-
-
 def outcome_of(text: str) -> float:
     return (len(text) % 3) / 2  # 0, 0.5 or 1: deterministic in the completion
 
@@ -96,30 +85,20 @@ def expected_advantages(texts, step, T, preset, trust, annealing, judged=True):
     return torch.tensor(advantages)
 
 
-def make_trainer(tiny_vlm_dir, tmp_path, judge, **config):
-    defaults = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2 * G,
-        num_generations=G,
-        max_completion_length=12,
-        max_steps=2,
-        learning_rate=1e-3,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-    )
-    args = TrustGRPOConfig(**{**defaults, **config})
-    return RecordingTrainer(
-        model=str(tiny_vlm_dir),
-        reward_funcs=[outcome_reward],
-        thinking_judge=judge,
-        args=args,
-        train_dataset=make_dataset(),
-    )
+@pytest.fixture
+def make_trainer(tiny_vlm_dir, tmp_path, tiny_grpo_config, tiny_grpo_dataset):
+    """`make_trainer(judge, **config)`: a RecordingTrainer of the tiny GRPO run writing to `tmp_path`."""
+
+    def build(judge, **config):
+        return RecordingTrainer(
+            model=str(tiny_vlm_dir),
+            reward_funcs=[outcome_reward],
+            thinking_judge=judge,
+            args=tiny_grpo_config(tmp_path, **config),
+            train_dataset=tiny_grpo_dataset,
+        )
+
+    return build
 
 
 SETTINGS = {
@@ -132,9 +111,9 @@ SETTINGS = {
 
 
 @pytest.mark.parametrize("name", list(SETTINGS))
-def test_advantages_follow_trust_grpo(tiny_vlm_dir, tmp_path, name):
+def test_advantages_follow_trust_grpo(make_trainer, name):
     judge = RecordingJudge()
-    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge, **SETTINGS[name])
+    trainer = make_trainer(judge, **SETTINGS[name])
     before = {n: p.detach().clone() for n, p in trainer.model.named_parameters()}
     trainer.train()
     args = trainer.args
@@ -170,8 +149,8 @@ def test_advantages_follow_trust_grpo(tiny_vlm_dir, tmp_path, name):
     assert changed, "no parameter changed after two training steps"
 
 
-def test_plain_grpo_without_judge(tiny_vlm_dir, tmp_path):
-    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge=None)
+def test_plain_grpo_without_judge(make_trainer):
+    trainer = make_trainer(judge=None)
     trainer.train()
     assert trainer.reward_func_names == ["outcome_reward"]
     for step, texts, advantages in trainer.records:
@@ -179,8 +158,8 @@ def test_plain_grpo_without_judge(tiny_vlm_dir, tmp_path):
         torch.testing.assert_close(advantages, expected, atol=1e-4, rtol=1e-4)
 
 
-def test_reward_weights_get_a_thinking_column(tiny_vlm_dir, tmp_path):
-    trainer = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), reward_weights=[2.0])
+def test_reward_weights_get_a_thinking_column(make_trainer):
+    trainer = make_trainer(RecordingJudge(), reward_weights=[2.0])
     assert trainer.reward_weights.tolist() == [2.0, 1.0]
     assert trainer.reward_func_names == ["outcome_reward", "thinking_reward"]
 
@@ -196,7 +175,7 @@ def test_config_rejects_bad_values(tmp_path):
         )
 
 
-def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
+def test_annealing_continues_after_resume(make_trainer, tmp_path):
     from transformers import TrainerCallback
 
     class StopAt(TrainerCallback):
@@ -205,12 +184,12 @@ def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
                 control.should_training_stop = True
 
     config = dict(max_steps=4, save_strategy="steps", save_steps=2)
-    first = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), **config)
+    first = make_trainer(RecordingJudge(), **config)
     first.add_callback(StopAt())
     first.train()
     assert (tmp_path / "checkpoint-2").is_dir()
 
-    resumed = make_trainer(tiny_vlm_dir, tmp_path, RecordingJudge(), **config)
+    resumed = make_trainer(RecordingJudge(), **config)
     resumed.train(resume_from_checkpoint=str(tmp_path / "checkpoint-2"))
     assert [step for step, _, _ in resumed.records] == [2, 3]
     alphas = [e["trust/alpha"] for e in resumed.state.log_history if "trust/alpha" in e]
@@ -219,7 +198,7 @@ def test_annealing_continues_after_resume(tiny_vlm_dir, tmp_path):
 
 
 @pytest.mark.parametrize("column, all_text", [("image", False), ("images", False), ("image", True)])
-def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column, all_text):
+def test_mixed_image_and_text_only_rows(make_trainer, column, all_text):
     red = Image.new("RGB", (56, 56), "red")
     empty = None if column == "image" else []
     images = [empty if all_text else (red if column == "image" else [red]), empty] * 2
@@ -233,7 +212,7 @@ def test_mixed_image_and_text_only_rows(tiny_vlm_dir, tmp_path, column, all_text
             return [0.5] * len(questions)
 
     judge = ImageCheckingJudge()
-    trainer = make_trainer(tiny_vlm_dir, tmp_path, judge, per_device_train_batch_size=8)
+    trainer = make_trainer(judge, per_device_train_batch_size=8)
     trainer.train_dataset = dataset
     trainer.train()
     assert len(trainer.records) == 2
@@ -308,31 +287,16 @@ def expected_reliability_advantages(records, separate, prior, decay=0.9, length_
         ("reliability_separate", {"scale_rewards": "none", "trust_weighting": False}),
     ],
 )
-def test_advantages_follow_the_reliability_rules(tiny_vlm_dir, tmp_path, rule, config):
-    args = TrustGRPOConfig(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2 * G,
-        num_generations=G,
-        max_completion_length=12,
-        max_steps=2,
-        learning_rate=1e-3,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-        trust_rule=rule,
-        reward_weights=[1.0, 0.5],
-        **config,
-    )
+def test_advantages_follow_the_reliability_rules(
+    tiny_vlm_dir, tmp_path, tiny_grpo_config, tiny_grpo_dataset, rule, config
+):
+    args = tiny_grpo_config(tmp_path, trust_rule=rule, reward_weights=[1.0, 0.5], **config)
     trainer = RecordingTrainer(
         model=str(tiny_vlm_dir),
         reward_funcs=[outcome_reward, length_reward],
         thinking_judge=GradedJudge(),
         args=args,
-        train_dataset=make_dataset(),
+        train_dataset=tiny_grpo_dataset,
     )
     trainer.train()
     weights, expected = expected_reliability_advantages(

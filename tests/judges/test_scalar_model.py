@@ -2,7 +2,6 @@
 
 import pytest
 import torch
-from judge_helpers import thinking_rows
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
 from sophia_trl.judges import build_judge_inputs
@@ -36,7 +35,9 @@ def test_scalar_model_takes_the_backbone_of_a_generative_checkpoint(tiny_judge_d
     assert scalar_model.config.num_labels == 1
 
 
-def test_scalar_model_round_trips_and_pools_independently_of_padding(tiny_judge_dir, scalar_model, tmp_path):
+def test_scalar_model_round_trips_and_pools_independently_of_padding(
+    tiny_judge_dir, scalar_model, thinking_rows, tmp_path
+):
     processor = AutoProcessor.from_pretrained(tiny_judge_dir)
     rows = thinking_rows(3)
     questions, responses, images = rows["question"], rows["response"], rows["image"]

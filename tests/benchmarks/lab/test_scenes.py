@@ -31,8 +31,9 @@ from benchmarks.lab.scenes import (
     scene_reasoning_score,
     sound_lines,
 )
-from sophia_trl.judges.prompt import judge_inputs
-from sophia_trl.synthetic import FLAWS, Shape, SyntheticProblem, render_scene, write_response
+from sophia_trl.judges.messages import judge_inputs
+from sophia_trl.tiny.responses import FLAWS, write_response
+from sophia_trl.tiny.scenes import Shape, SyntheticProblem, render_scene
 
 SHAPES = [
     Shape("circle", "red", 0, (1, 1, 12, 12)),

@@ -6,13 +6,13 @@ import inspect
 import pytest
 import torch
 from datasets import Dataset
-from judge_helpers import thinking_rows
 from PIL import Image
 from transformers import AutoProcessor
 from trl import RewardTrainer
 
+from sophia_trl.configs import ThinkingRewardConfig
 from sophia_trl.judges import ScalarJudge, build_judge_inputs
-from sophia_trl.reward_trainer import DataCollatorForThinkingReward, ThinkingRewardConfig, ThinkingRewardTrainer
+from sophia_trl.reward_trainer import DataCollatorForThinkingReward, ThinkingRewardTrainer
 
 
 def make_args(tmp_path, **kwargs):
@@ -48,7 +48,7 @@ def test_overridden_reward_trainer_hooks_keep_their_contract():
     assert "self._metrics = " in source and "self._total_train_tokens" in source and "self._tp_size" in source
 
 
-def test_trainer_moves_predictions_toward_the_labels(tiny_judge_dir, tmp_path):
+def test_trainer_moves_predictions_toward_the_labels(tiny_judge_dir, thinking_rows, tmp_path):
     data = thinking_rows(4)
     trainer = ThinkingRewardTrainer(
         str(tiny_judge_dir), args=make_args(tmp_path), train_dataset=data, eval_dataset=data
@@ -85,7 +85,7 @@ def test_trainer_moves_predictions_toward_the_labels(tiny_judge_dir, tmp_path):
 
 
 @pytest.mark.parametrize("loss_name", ["bce", "mse"])
-def test_compute_loss_matches_the_formula(tiny_judge_dir, tmp_path, loss_name):
+def test_compute_loss_matches_the_formula(tiny_judge_dir, thinking_rows, tmp_path, loss_name):
     data = thinking_rows(2)
     trainer = ThinkingRewardTrainer(
         str(tiny_judge_dir), args=make_args(tmp_path, regression_loss=loss_name), train_dataset=data

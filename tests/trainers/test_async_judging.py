@@ -1,33 +1,18 @@
 """TrustGRPOTrainer sends the judge requests as soon as generation returns; the results equal the synchronous path."""
 
 import math
-import sys
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
 
 import pytest
 import torch
-from datasets import Dataset
 from PIL import Image
 
 from sophia_trl.configs import TrustGRPOConfig
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.judges import OpenAIJudge, response_of
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # benchmarks.judge_throughput: the loopback server
-
 G = 4
-
-
-def make_dataset(n: int = 8) -> Dataset:
-    colours = ["red", "green", "blue", "yellow"]
-    return Dataset.from_dict(
-        {
-            "prompt": [[{"role": "user", "content": f"How many shapes are {colours[i % 4]}?"}] for i in range(n)],
-            "image": [Image.new("RGB", (56, 56), colours[i % 4]) for i in range(n)],
-        }
-    )
 
 
 def outcome_of(text: str) -> float:
@@ -87,35 +72,27 @@ class RecordingTrainer(TrustGRPOTrainer):
         return rewards
 
 
-def train(tiny_vlm_dir, tmp_path, judge, overlap_judge, **config):
-    defaults = dict(
-        output_dir=str(tmp_path),
-        per_device_train_batch_size=2 * G,
-        num_generations=G,
-        max_completion_length=12,
-        max_steps=3,
-        learning_rate=1e-3,
-        beta=0.04,  # a reference pass runs between generation and the rewards
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
-    )
-    trainer = RecordingTrainer(
-        model=str(tiny_vlm_dir),
-        reward_funcs=[outcome_reward],
-        thinking_judge=judge,
-        overlap_judge=overlap_judge,
-        args=TrustGRPOConfig(**{**defaults, **config}),
-        train_dataset=make_dataset(),
-    )
-    if isinstance(judge, FakeServerJudge):
-        judge.events = trainer.events
-    trainer.train()
-    return trainer
+@pytest.fixture
+def train(tiny_vlm_dir, tiny_grpo_config, tiny_grpo_dataset):
+    """`train(output_dir, judge, overlap_judge, **config)`: a RecordingTrainer of the tiny GRPO run, trained 3 steps."""
+
+    def run(output_dir, judge, overlap_judge, **config):
+        # beta > 0: a reference pass runs between generation and the rewards
+        args = tiny_grpo_config(output_dir, **{"max_steps": 3, "beta": 0.04, **config})
+        trainer = RecordingTrainer(
+            model=str(tiny_vlm_dir),
+            reward_funcs=[outcome_reward],
+            thinking_judge=judge,
+            overlap_judge=overlap_judge,
+            args=args,
+            train_dataset=tiny_grpo_dataset,
+        )
+        if isinstance(judge, FakeServerJudge):
+            judge.events = trainer.events
+        trainer.train()
+        return trainer
+
+    return run
 
 
 def logged_metrics(trainer) -> list[dict]:
@@ -139,12 +116,10 @@ def assert_same_runs(sync, overlap):
 
 
 @pytest.mark.parametrize("preset", ["paper", "official"])
-def test_overlap_gives_the_synchronous_rewards_metrics_and_parameters(tiny_vlm_dir, tmp_path, preset):
+def test_overlap_gives_the_synchronous_rewards_metrics_and_parameters(train, tmp_path, preset):
     sync_judge, overlap_judge = FakeServerJudge(), FakeServerJudge()
-    sync = train(tiny_vlm_dir, tmp_path / "sync", sync_judge, overlap_judge=False, thinking_reward_preset=preset)
-    overlap = train(
-        tiny_vlm_dir, tmp_path / "overlap", overlap_judge, overlap_judge=None, thinking_reward_preset=preset
-    )
+    sync = train(tmp_path / "sync", sync_judge, overlap_judge=False, thinking_reward_preset=preset)
+    overlap = train(tmp_path / "overlap", overlap_judge, overlap_judge=None, thinking_reward_preset=preset)
 
     assert_same_runs(sync, overlap)
     # The judge saw the same completions: the official preset's skipping holds with the requests sent early.
@@ -159,19 +134,19 @@ def test_overlap_gives_the_synchronous_rewards_metrics_and_parameters(tiny_vlm_d
         assert len(sync_judge.scored) < 3 * 2 * G
 
 
-def test_generation_returns_before_logprob_passes(tiny_vlm_dir, tmp_path):
+def test_generation_returns_before_logprob_passes(train, tmp_path):
     """The requests leave before TRL's log-prob passes: the order `_on_completions` relies on in TRL 1.16."""
-    trainer = train(tiny_vlm_dir, tmp_path, FakeServerJudge(), overlap_judge=None, max_steps=1)
+    trainer = train(tmp_path, FakeServerJudge(), overlap_judge=None, max_steps=1)
     assert trainer.events == ["generated", "judge sent", "log-probs", "rewards", "log-probs"]  # last: the loss
     assert trainer.same_completions == [True]
 
 
-def test_overlap_off_for_judges_without_score_async(tiny_vlm_dir, tmp_path):
+def test_overlap_off_for_judges_without_score_async(train, tiny_vlm_dir, tiny_grpo_dataset, tmp_path):
     class LocalJudge:
         def score(self, questions, responses, images=None):
             return [0.5] * len(responses)
 
-    trainer = train(tiny_vlm_dir, tmp_path, LocalJudge(), overlap_judge=None, max_steps=1)
+    trainer = train(tmp_path, LocalJudge(), overlap_judge=None, max_steps=1)
     assert trainer._pending_judgement is None
     assert trainer.state.log_history[0]["trust/thinking_reward_mean"] == 0.5
     with pytest.raises(ValueError, match="score_async"):
@@ -181,18 +156,18 @@ def test_overlap_off_for_judges_without_score_async(tiny_vlm_dir, tmp_path):
             thinking_judge=LocalJudge(),
             overlap_judge=True,
             args=TrustGRPOConfig(str(tmp_path), use_cpu=True, bf16=False, report_to="none"),
-            train_dataset=make_dataset(),
+            train_dataset=tiny_grpo_dataset,
         )
 
 
-def test_openai_judge_overlapped_against_a_server(tiny_vlm_dir, tmp_path):
+def test_openai_judge_overlapped_against_a_server(train, tmp_path):
     """The real server backend: same rewards with and without the overlap; the scores come from the row's image."""
-    from benchmarks.judge_throughput import LoopbackJudgeServer
+    from sophia_trl.judges.loopback import LoopbackJudgeServer
 
     with LoopbackJudgeServer(service_time=0.05) as server:
         with OpenAIJudge(server.url, "judge", cache_size=0) as judge:
-            sync = train(tiny_vlm_dir, tmp_path / "sync", judge, overlap_judge=False, max_steps=2)
-            overlap = train(tiny_vlm_dir, tmp_path / "overlap", judge, overlap_judge=None, max_steps=2)
+            sync = train(tmp_path / "sync", judge, overlap_judge=False, max_steps=2)
+            overlap = train(tmp_path / "overlap", judge, overlap_judge=None, max_steps=2)
         assert server.total_requests == 2 * 2 * 2 * G
     for a, b in zip(sync.rewards, overlap.rewards):
         torch.testing.assert_close(a, b, rtol=0, atol=0, equal_nan=True)

@@ -8,20 +8,7 @@ import pytest
 from PIL import Image
 from transformers import AutoModelForImageTextToText, AutoProcessor
 
-from sophia_trl.synthetic import make_synthetic_dataset
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-@pytest.fixture(scope="module")
-def synthetic_dir(tmp_path_factory):
-    from datasets import DatasetDict
-
-    path = tmp_path_factory.mktemp("synthetic")
-    DatasetDict({"train": make_synthetic_dataset(16, seed=0), "test": make_synthetic_dataset(4, seed=1)}).save_to_disk(
-        path
-    )
-    return path
+ROOT = Path(__file__).resolve().parents[2]
 
 
 def run_recipe(*overrides: str) -> subprocess.CompletedProcess:
@@ -29,12 +16,12 @@ def run_recipe(*overrides: str) -> subprocess.CompletedProcess:
     return subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=600)
 
 
-def test_recipe_trains_two_steps_and_saves_a_loadable_vlm(tiny_vlm_dir, tiny_judge_dir, synthetic_dir, tmp_path):
+def test_recipe_trains_two_steps_and_saves_a_loadable_vlm(tiny_vlm_dir, tiny_judge_dir, synthetic_data_dir, tmp_path):
     out = tmp_path / "run"
     result = run_recipe(
         f"--model_name_or_path={tiny_vlm_dir}",
         f"--judge_model_name_or_path={tiny_judge_dir}",
-        f"--dataset_name={synthetic_dir}",
+        f"--dataset_name={synthetic_data_dir}",
         f"--output_dir={out}",
         "--max_steps=2",
         "--per_device_train_batch_size=8",

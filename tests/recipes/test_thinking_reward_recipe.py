@@ -13,8 +13,8 @@ from transformers import AutoProcessor
 from trl import SFTConfig
 from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
+from sophia_trl.configs import ThinkingRewardConfig
 from sophia_trl.judges import ScalarJudge, TransformersJudge, build_judge_inputs, format_judge_sft_example
-from sophia_trl.reward_trainer import ThinkingRewardConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_YAMLS = sorted((ROOT / "recipes" / "tiny").glob("thinking_reward_*.yaml"))

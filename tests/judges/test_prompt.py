@@ -1,5 +1,5 @@
-"""The judge prompt (`sophia_trl.judges.prompt`): the judge's inputs on every path, the messages, the score format and
-parser."""
+"""The judge's conversation and answer (`sophia_trl.judges.messages`, `sophia_trl.judges.scores`): the judge's inputs on
+every path, the messages, the score format and parser."""
 
 import pytest
 from PIL import Image

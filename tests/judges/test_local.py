@@ -1,5 +1,5 @@
 """The in-process judges (`sophia_trl.judges.local`): TransformersJudge on the tiny judge, VLLMJudge with a stand-in
-vLLM. ScalarJudge is tested with the model it loads, in test_reward_trainer.py."""
+vLLM. ScalarJudge is tested with the model it loads, in tests/trainers/test_reward_trainer.py."""
 
 import math
 import sys

@@ -15,26 +15,13 @@ ROOT = Path(__file__).resolve().parents[2]
 RECIPES = ROOT / "recipes"
 
 
-@pytest.fixture(scope="module")
-def data_dir(tmp_path_factory):
-    from datasets import DatasetDict
-
-    from sophia_trl.synthetic import make_synthetic_dataset
-
-    path = tmp_path_factory.mktemp("fault-data")
-    DatasetDict({"train": make_synthetic_dataset(16, seed=0), "test": make_synthetic_dataset(4, seed=1)}).save_to_disk(
-        path
-    )
-    return path
-
-
-def recipe_args(policy_dir, data_dir, output_dir, url, *overrides: str) -> list[str]:
+def recipe_args(policy_dir, synthetic_data_dir, output_dir, url, *overrides: str) -> list[str]:
     """The tiny recipe with a served judge at `url`: one prompt group of 4 x 2 = 8 judge calls per step."""
     return [
         "--config",
         str(RECIPES / "tiny/trust_grpo.yaml"),
         f"--model_name_or_path={policy_dir}",
-        f"--dataset_name={data_dir}",
+        f"--dataset_name={synthetic_data_dir}",
         f"--output_dir={output_dir}",
         "--judge_backend=openai",
         f"--judge_base_url={url}",
@@ -70,8 +57,9 @@ def step_logs(output_dir: Path) -> list[dict]:
     return [entry for entry in history if "trust/alpha" in entry]
 
 
-def test_recipe_stops_in_seconds_when_the_judge_server_is_not_there(tiny_vlm_dir, data_dir, tmp_path, monkeypatch):
-    from test_faults import closed_port_url
+def test_recipe_stops_in_seconds_when_the_judge_server_is_not_there(
+    tiny_vlm_dir, synthetic_data_dir, tmp_path, monkeypatch, closed_port_url
+):
     from transformers import AutoModelForImageTextToText
     from trl import ModelConfig, TrlParser
 
@@ -81,9 +69,9 @@ def test_recipe_stops_in_seconds_when_the_judge_server_is_not_there(tiny_vlm_dir
     sys.path.insert(0, str(RECIPES))
     import grpo
 
-    url = closed_port_url()
+    url = closed_port_url
     parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
-    parsed = parser.parse_args_and_config(recipe_args(tiny_vlm_dir, data_dir, tmp_path / "run", url))
+    parsed = parser.parse_args_and_config(recipe_args(tiny_vlm_dir, synthetic_data_dir, tmp_path / "run", url))
     loaded = []
     monkeypatch.setattr(AutoModelForImageTextToText, "from_pretrained", lambda *a, **k: loaded.append(a))
     start = time.monotonic()
@@ -95,13 +83,13 @@ def test_recipe_stops_in_seconds_when_the_judge_server_is_not_there(tiny_vlm_dir
 
 
 def test_recipe_counts_every_injected_fault_and_no_step_waits_past_the_timeout(
-    tiny_vlm_dir, data_dir, tmp_path, loopback_server
+    tiny_vlm_dir, synthetic_data_dir, tmp_path, loopback_server
 ):
     # Per 10 calls: 5 answer, 1 HTTP 503, 1 hangs 30 s (past judge_timeout=1), 3 HTTP 200 without a usable reply.
     faults = ("ok", "503", "ok", "timeout", "ok", "no_choices", "ok", "null_message", "ok", "html")
     server = loopback_server(faults=faults, fault_delay=30.0)
     out = tmp_path / "run"
-    result = run_recipe(recipe_args(tiny_vlm_dir, data_dir, out, server.url, "--max_steps=3"))
+    result = run_recipe(recipe_args(tiny_vlm_dir, synthetic_data_dir, out, server.url, "--max_steps=3"))
     assert result.returncode == 0, result.stderr[-3000:]
     logs = step_logs(out)
     assert [entry["step"] for entry in logs] == [1, 2, 3]
@@ -116,26 +104,26 @@ def test_recipe_counts_every_injected_fault_and_no_step_waits_past_the_timeout(
     assert len(warnings) == sum(entry["trust/judge_failed"] > 0 for entry in logs)
 
 
-def test_a_short_outage_recovers_without_stopping(tiny_vlm_dir, data_dir, tmp_path, loopback_server):
+def test_a_short_outage_recovers_without_stopping(tiny_vlm_dir, synthetic_data_dir, tmp_path, loopback_server):
     # The server drops the 8 calls of step 2 (calls 9-16), then answers again.
     server = loopback_server(go_away_after=9, back_after=8)
     out = tmp_path / "run"
     overrides = ("--max_steps=3", "--judge_failure_window=2", "--judge_max_failed_fraction=0.5")
-    result = run_recipe(recipe_args(tiny_vlm_dir, data_dir, out, server.url, *overrides))
+    result = run_recipe(recipe_args(tiny_vlm_dir, synthetic_data_dir, out, server.url, *overrides))
     assert result.returncode == 0, result.stderr[-3000:]
     # Window of steps 1-2: 8 of 16 failed = 0.5, within the budget; step 3 scores again.
     assert [entry["trust/judge_failed"] for entry in step_logs(out)] == [0, 8, 0]
 
 
 def test_an_outage_past_the_budget_stops_with_a_checkpoint_that_resumes(
-    tiny_vlm_dir, data_dir, tmp_path, loopback_server
+    tiny_vlm_dir, synthetic_data_dir, tmp_path, loopback_server
 ):
     # The server goes away for good after the check and 2 steps (calls 0-16).
     server = loopback_server(go_away_after=17)
     out = tmp_path / "run"
     budget = ("--judge_failure_window=2", "--judge_max_failed_fraction=0.5", "--judge_max_retries=1")
     start = time.monotonic()
-    result = run_recipe(recipe_args(tiny_vlm_dir, data_dir, out, server.url, "--max_steps=6", *budget))
+    result = run_recipe(recipe_args(tiny_vlm_dir, synthetic_data_dir, out, server.url, "--max_steps=6", *budget))
     elapsed = time.monotonic() - start
     assert result.returncode == 1
     [last] = [line for line in result.stderr.splitlines() if line.startswith("sophia_trl.judges.health.JudgeOutage")]
@@ -149,7 +137,15 @@ def test_an_outage_past_the_budget_stops_with_a_checkpoint_that_resumes(
 
     server.come_back()
     resumed = run_recipe(
-        recipe_args(tiny_vlm_dir, data_dir, out, server.url, "--max_steps=6", "--resume_from_checkpoint=true", *budget)
+        recipe_args(
+            tiny_vlm_dir,
+            synthetic_data_dir,
+            out,
+            server.url,
+            "--max_steps=6",
+            "--resume_from_checkpoint=true",
+            *budget,
+        )
     )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     logs = step_logs(out)
@@ -158,18 +154,22 @@ def test_an_outage_past_the_budget_stops_with_a_checkpoint_that_resumes(
 
 
 def test_sigterm_saves_a_checkpoint_that_resumes_as_the_uninterrupted_run(
-    tiny_vlm_dir, data_dir, tmp_path, loopback_server
+    tiny_vlm_dir, synthetic_data_dir, tmp_path, loopback_server
 ):
     server = loopback_server()
     steps = ("--max_steps=5", "--save_strategy=no")
     straight = tmp_path / "straight"
-    assert run_recipe(recipe_args(tiny_vlm_dir, data_dir, straight, server.url, *steps)).returncode == 0
+    assert run_recipe(recipe_args(tiny_vlm_dir, synthetic_data_dir, straight, server.url, *steps)).returncode == 0
 
     out = tmp_path / "preempted"
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
     with open(tmp_path / "stderr.txt", "w") as stderr:
         process = subprocess.Popen(
-            [sys.executable, str(RECIPES / "grpo.py"), *recipe_args(tiny_vlm_dir, data_dir, out, server.url, *steps)],
+            [
+                sys.executable,
+                str(RECIPES / "grpo.py"),
+                *recipe_args(tiny_vlm_dir, synthetic_data_dir, out, server.url, *steps),
+            ],
             cwd=ROOT,
             env=env,
             stdout=subprocess.PIPE,
@@ -191,7 +191,9 @@ def test_sigterm_saves_a_checkpoint_that_resumes_as_the_uninterrupted_run(
     assert len(checkpoints) == 1 and checkpoints[0] in ("checkpoint-2", "checkpoint-3", "checkpoint-4")
     assert not (out / "model.safetensors").exists()
 
-    resumed = run_recipe(recipe_args(tiny_vlm_dir, data_dir, out, server.url, *steps, "--resume_from_checkpoint=true"))
+    resumed = run_recipe(
+        recipe_args(tiny_vlm_dir, synthetic_data_dir, out, server.url, *steps, "--resume_from_checkpoint=true")
+    )
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     expected, got = step_logs(straight), step_logs(out)
     assert [e["step"] for e in got] == [1, 2, 3, 4, 5]

@@ -1,8 +1,8 @@
 """The private parts of TRL that sophia-trl overrides or reads, checked against the installed TRL.
 
-`TrustGRPOTrainer._calculate_rewards` (sophia_trl/grpo_trainer.py), the mixins of sophia_trl/trl_compat.py,
-`TrustGRPOModelCard` (sophia_trl/hub.py), `ThinkingRewardTrainer` (sophia_trl/reward_trainer.py) and the learning lab
-(benchmarks/lab/experiment.py) rely on private hooks and attributes of TRL's trainers. Each test fails with a message
+`TrustGRPOTrainer` (sophia_trl/grpo_trainer.py), the mixins and functions of sophia_trl/trl_compat.py,
+`ThinkingRewardTrainer` (sophia_trl/reward_trainer.py) and the learning lab (benchmarks/lab/experiment.py) rely on
+private hooks and attributes of TRL's trainers. Each test fails with a message
 naming the hook and the file to update the day a TRL release changes it.
 """
 
@@ -17,9 +17,8 @@ from datasets import Dataset
 from PIL import Image
 from trl import GRPOTrainer, RewardTrainer
 
-from sophia_trl.configs import TrustGRPOConfig
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
-from sophia_trl.trl_compat import TRL_VERSION
+from sophia_trl.trl_compat import TRL_VERSION, reward_func_kwargs
 
 G = 4
 RED = Image.new("RGB", (56, 56), "red")
@@ -35,7 +34,7 @@ GRPO_HOOKS = {
     "log": (["self", "logs", "start_time"], "sophia_trl/trl_compat.py (VLMCompletionsTableLogging)"),
     "create_model_card": (
         ["self", "model_name", "dataset_name", "tags"],
-        "sophia_trl/hub.py (TrustGRPOModelCard)",
+        "sophia_trl/grpo_trainer.py (TrustGRPOTrainer.create_model_card)",
     ),
     "_log_completion_extra": (
         ["self", "column", "values"],
@@ -64,7 +63,7 @@ def test_installed_trl_is_the_checked_version():
     installed = version("trl")
     assert installed == TRL_VERSION, (
         f"trl {installed} is installed, but sophia-trl's overrides of private TRL hooks were checked against trl "
-        f"{TRL_VERSION}: run tests/test_trl_contract.py with it, update sophia_trl/trl_compat.py and "
+        f"{TRL_VERSION}: run tests/trainers/test_trl_contract.py with it, update sophia_trl/trl_compat.py and "
         f"TrustGRPOTrainer._calculate_rewards where it fails, then TRL_VERSION in sophia_trl/trl_compat.py and the trl "
         "pin in pyproject.toml and requirements.txt."
     )
@@ -97,7 +96,8 @@ def test_defaults_of_log_and_create_model_card():
     assert log["start_time"].default is None, "TRL changed GRPOTrainer.log's start_time default; update trl_compat.py."
     card = inspect.signature(GRPOTrainer.create_model_card).parameters
     assert [card[name].default for name in ("model_name", "dataset_name", "tags")] == [None, None, None], (
-        "TRL changed GRPOTrainer.create_model_card's defaults; update TrustGRPOModelCard in sophia_trl/hub.py."
+        "TRL changed GRPOTrainer.create_model_card's defaults; update TrustGRPOTrainer.create_model_card in "
+        "sophia_trl/grpo_trainer.py."
     )
 
 
@@ -108,15 +108,16 @@ def test_trl_calls_and_reads_what_the_overrides_rely_on():
         "TRL changed how GRPOTrainer.log picks the backends of its completions table (it read self.args.report_to) "
         "or where it reads the completions (self._logs); update VLMCompletionsTableLogging in sophia_trl/trl_compat.py."
     )
-    # TrustGRPOModelCard writes the card at each checkpoint because TRL's _save_checkpoint calls create_model_card.
+    # TrustGRPOTrainer.create_model_card writes the card at each checkpoint because TRL's _save_checkpoint calls create_model_card.
     assert "self.create_model_card(" in inspect.getsource(GRPOTrainer._save_checkpoint), (
         "TRL's GRPOTrainer._save_checkpoint no longer calls create_model_card: checkpoints would lose the Trust-GRPO "
-        "card; update TrustGRPOModelCard in sophia_trl/hub.py."
+        "card; update TrustGRPOTrainer.create_model_card in sophia_trl/grpo_trainer.py."
     )
     from trl.trainer import utils
 
     assert callable(getattr(utils, "get_trackio_space_url", None)), (
-        "TRL removed trl.trainer.utils.get_trackio_space_url; update TrustGRPOModelCard in sophia_trl/hub.py."
+        "TRL removed trl.trainer.utils.get_trackio_space_url; update TrustGRPOTrainer.create_model_card in "
+        "sophia_trl/grpo_trainer.py."
     )
     assert parameters(utils.get_trackio_space_url) == []
     # ThinkingRewardTrainer reads these RewardTrainer attributes in compute_loss.
@@ -142,7 +143,7 @@ class LengthJudge:
 
 
 @pytest.fixture(scope="module")
-def one_step(tiny_vlm_dir, tmp_path_factory):
+def one_step(tiny_vlm_dir, tiny_grpo_config, tmp_path_factory):
     """A 1-step Trust-GRPO run on one image prompt and one text-only prompt, recording what TRL's hooks saw and
     returned."""
     seen = {}
@@ -158,19 +159,15 @@ def one_step(tiny_vlm_dir, tmp_path_factory):
         seen["generate"] = dict(prompts=prompts, output=output)
         return output
 
-    args = TrustGRPOConfig(
-        output_dir=str(tmp_path_factory.mktemp("contract")),
-        per_device_train_batch_size=2 * G,  # both prompts in the one generation batch
-        num_generations=G,
-        max_completion_length=8,
-        max_steps=1,
-        use_cpu=True,
-        bf16=False,
-        gradient_checkpointing=False,
-        report_to="none",
-        logging_steps=1,
-        save_strategy="no",
-        seed=0,
+    def recording_outcome_reward(prompts, completions, completion_ids, **kwargs):
+        seen["reward_kwargs"] = kwargs  # what TRL passes besides the three arguments every reward function takes
+        return outcome_reward(completions)
+
+    recording_outcome_reward.__name__ = "outcome_reward"  # TRL names the reward column after the function
+
+    # Both prompts in the one generation batch of 2 x 4; the learning rate is GRPOConfig's default (1e-6).
+    args = tiny_grpo_config(
+        tmp_path_factory.mktemp("contract"), max_completion_length=8, max_steps=1, learning_rate=1e-6
     )
     dataset = Dataset.from_dict(
         {
@@ -180,7 +177,7 @@ def one_step(tiny_vlm_dir, tmp_path_factory):
     )
     trainer = TrustGRPOTrainer(
         model=str(tiny_vlm_dir),
-        reward_funcs=[outcome_reward],
+        reward_funcs=[recording_outcome_reward],
         thinking_judge=LengthJudge(),
         args=args,
         train_dataset=dataset,
@@ -221,6 +218,24 @@ def test_calculate_rewards_returns_gathered_rewards_per_function(one_step):
         f"TRL changed the order of GRPOTrainer._calculate_rewards' rows ({questions}); a group's completions are no "
         "longer consecutive: update sophia_trl/trust.py's grouping and TrustGRPOTrainer._calculate_rewards."
     )
+
+
+def test_reward_func_kwargs_match_trls(one_step):
+    # reward_func_kwargs (sophia_trl/trl_compat.py) rebuilds what _calculate_rewards passes to a reward function.
+    trainer, seen = one_step
+    trls = seen["reward_kwargs"]
+    ours = reward_func_kwargs(trainer, seen["rewards"]["inputs"])
+    assert set(ours) == set(trls), (
+        f"TRL changed the keyword arguments GRPOTrainer._calculate_rewards passes to reward functions ({sorted(trls)}, "
+        f"sophia-trl builds {sorted(ours)}); update reward_func_kwargs in sophia_trl/trl_compat.py."
+    )
+    assert ours["trainer_state"] is trls["trainer_state"] is trainer.state
+    columns = [key for key in trls if key not in ("trainer_state", "log_extra", "log_metric", "environments")]
+    assert all(ours[key] == trls[key] for key in columns), (
+        "TRL changed how GRPOTrainer._calculate_rewards passes the dataset columns to reward functions; update "
+        "reward_func_kwargs in sophia_trl/trl_compat.py."
+    )
+    assert ours["log_extra"]("column", [1.0]) is None and ours["log_metric"]("metric", 1.0) is None
 
 
 def test_generate_returns_per_row_images_as_element_6(one_step):
@@ -300,5 +315,7 @@ def test_attributes_the_overrides_read(one_step):
         assert getattr(trainer, name, object()) == value, (
             f"TRL changed GRPOTrainer.{name}; update sophia_trl/trl_compat.py and sophia_trl/grpo_trainer.py."
         )
-    assert hasattr(trainer, "hub_model_id"), "GRPOTrainer lost hub_model_id; update TrustGRPOModelCard (hub.py)."
+    assert hasattr(trainer, "hub_model_id"), (
+        "GRPOTrainer lost hub_model_id; update TrustGRPOTrainer.create_model_card."
+    )
     assert trainer._tag_names[:2] == GRPOTrainer._tag_names == ["trl", "grpo"]

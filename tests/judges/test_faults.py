@@ -1,7 +1,6 @@
 """A judge that fails: hostile HTTP 200 replies are failed calls (None), the failure budget's arithmetic, and the check
 before training (bounded in time, with messages that say what to do)."""
 
-import socket
 import time
 
 import pytest
@@ -9,13 +8,6 @@ import pytest
 from sophia_trl.judges import OpenAIJudge
 from sophia_trl.judges.health import JudgeFailureBudget, JudgeOutageError
 from sophia_trl.judges.preflight import JudgeCheckError, check_judge
-
-
-def closed_port_url() -> str:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = sock.getsockname()[1]
-    return f"http://127.0.0.1:{port}/v1"
 
 
 def test_hostile_200_replies_are_failed_calls_not_errors_nor_zeros(loopback_server):
@@ -90,8 +82,8 @@ def test_config_rejects_a_bad_failure_budget(fraction, window):
         )
 
 
-def test_check_judge_refused_port_fails_in_seconds_and_says_what_to_do():
-    url = closed_port_url()
+def test_check_judge_refused_port_fails_in_seconds_and_says_what_to_do(closed_port_url):
+    url = closed_port_url
     start = time.monotonic()
     with OpenAIJudge(url, "judge") as judge, pytest.raises(JudgeCheckError) as info:
         check_judge(judge)

@@ -1,0 +1,82 @@
+"""The thinking judge a run's script arguments name: one function that builds any backend from `judge_*` settings."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from .base import ThinkingJudge
+
+logger = logging.getLogger(__name__)
+
+
+def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
+    """
+    Build the thinking judge named by `script_args.judge_backend`, with its prompt template checked first.
+
+    The backends import their heavy dependencies (transformers' models, vLLM, an HTTP session) only when built, so
+    this function loads nothing a backend other than the named one needs.
+
+    Args:
+        script_args ([`~sophia_trl.configs.TrustGRPOScriptArguments`] or any object with its `judge_*` fields):
+            `judge_backend` (`"transformers"`, `"scalar"`, `"openai"`, `"vllm"` or `"none"`),
+            `judge_model_name_or_path`, `judge_base_url`, `judge_batch_size`, `judge_max_new_tokens`,
+            `judge_max_concurrency`, `judge_timeout`, `judge_max_retries`, `judge_load_in_4bit`, `judge_load_in_8bit`,
+            `judge_prompt_template` and `judge_readout`.
+
+    Returns:
+        [`~sophia_trl.judges.TransformersJudge`], [`~sophia_trl.judges.ScalarJudge`],
+        [`~sophia_trl.judges.OpenAIJudge`] or [`~sophia_trl.judges.VLLMJudge`]; `None` for `judge_backend="none"`
+        (plain GRPO).
+
+    Raises:
+        `ValueError`: `judge_readout` is set for the `"scalar"` judge, which has one readout.
+
+    Example:
+        >>> from sophia_trl.configs import TrustGRPOScriptArguments
+        >>> args = TrustGRPOScriptArguments(judge_model_name_or_path="my/judge", judge_load_in_4bit=True)
+        >>> judge = load_thinking_judge(args)  # a TransformersJudge in 4-bit
+    """
+    from ..model_utils import judge_model_init_kwargs
+    from . import OpenAIJudge, ScalarJudge, TransformersJudge, VLLMJudge, load_judge_prompt
+
+    backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
+    if backend == "none":
+        return None
+    # The prompt the judge was trained with, checked before any model loads; this project's when no template is set.
+    judge_prompt = load_judge_prompt(script_args.judge_prompt_template)
+    if script_args.judge_prompt_template:
+        logger.info("Judge prompt template: %s", script_args.judge_prompt_template)
+    # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
+    init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
+    readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default
+    if readout and backend == "scalar":
+        raise ValueError(
+            f"judge_readout={script_args.judge_readout!r} applies to the generative judges ('transformers', 'openai', "
+            "'vllm'); the 'scalar' judge has one readout. Remove judge_readout."
+        )
+    if backend == "transformers":
+        return TransformersJudge(
+            name,
+            batch_size=script_args.judge_batch_size,
+            max_new_tokens=script_args.judge_max_new_tokens,
+            model_init_kwargs=init_kwargs,
+            judge_prompt=judge_prompt,
+            **readout,
+        )
+    if backend == "scalar":
+        return ScalarJudge(
+            name, batch_size=script_args.judge_batch_size, model_init_kwargs=init_kwargs, judge_prompt=judge_prompt
+        )
+    if backend == "openai":
+        return OpenAIJudge(
+            script_args.judge_base_url,
+            name,
+            timeout=script_args.judge_timeout,
+            max_retries=script_args.judge_max_retries,
+            max_concurrency=script_args.judge_max_concurrency,
+            max_new_tokens=script_args.judge_max_new_tokens,
+            judge_prompt=judge_prompt,
+            **readout,
+        )
+    return VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt, **readout)

@@ -1,0 +1,266 @@
+"""The judge's conversation: its inputs from an item, and its renderings for local models, SFT rows and servers.
+
+Every way of scoring goes through two functions of this module, so a change to what the judge sees is made once:
+[`judge_inputs`] builds the judge's inputs (question, response, image) from an item (a judge-data row or a policy
+rollout), and [`build_judge_messages`] turns them into the judge's conversation with a [`JudgePrompt`]; the local
+models' inputs ([`build_judge_inputs`]), the stage-1 SFT rows ([`format_judge_sft_example`]) and the server requests
+([`build_openai_messages`]) are all rendered from it.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from collections.abc import Mapping
+from typing import Any
+
+from PIL import Image
+
+from ..prompts import last_message_text, strip_instruction
+from .scores import format_score
+from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The judge's inputs
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def question_of(prompt: str | list[dict[str, Any]]) -> str:
+    """The question the judge reads from a policy prompt: the text of its last user message (the prompt itself when it
+    is a string), reasoning instruction included."""
+    return last_message_text(prompt, role="user") or ""
+
+
+def response_of(completion: str | list[dict[str, Any]]) -> str:
+    """The text of a completion, conversational (`[{"role": "assistant", "content": ...}]`) or plain."""
+    return last_message_text(completion, role="assistant") or ""
+
+
+def image_of(row: Mapping[str, Any]) -> Image.Image | None:
+    """The first image of a dataset row (`image` or `images` column), or None for a text-only row."""
+    if row.get("images"):
+        return row["images"][0]
+    return row.get("image")
+
+
+def judge_inputs(
+    row: Mapping[str, Any],
+    prompt: str | list[dict[str, Any]] | None = None,
+    completion: str | list[dict[str, Any]] | None = None,
+) -> tuple[str, str, Image.Image | None]:
+    """The judge's inputs for one item: the question, the response to judge and the question's image.
+
+    An item is either a judge-data row, read from its columns, or a policy rollout, read from the policy's prompt and
+    completion with the image from the dataset row:
+
+    - `judge_inputs(row)`: `row` has `question`, `response` and optionally `image` (stage-1 training and evaluation
+      data, labelling);
+    - `judge_inputs(row, prompt, completion)`: `row` is the policy's dataset row (its `image` or `images` column),
+      `prompt` the policy prompt and `completion` the policy's completion, as TRL's `GRPOTrainer` passes them to
+      reward functions. The question is the text of the prompt's last user message ([`question_of`]) without the
+      reasoning and answer-format instruction the policy prompt adds ([`~sophia_trl.prompts.strip_instruction`]):
+      the bare question, options included, as the judge's training rows hold it.
+
+    Args:
+        row (`Mapping[str, Any]`):
+            The judge-data row, or the policy's dataset row.
+        prompt (`str` or `list[dict]`, *optional*, defaults to `None`):
+            The policy prompt, plain or conversational. Give it together with `completion`.
+        completion (`str` or `list[dict]`, *optional*, defaults to `None`):
+            The policy's completion, plain or conversational. Give it together with `prompt`.
+
+    Returns:
+        `tuple[str, str, PIL.Image.Image | None]`: The question, the response and the image (`None` for a text-only
+        item), the arguments of [`~sophia_trl.judges.ThinkingJudge.score`] for one row.
+
+    Example:
+
+    ```python
+    >>> judge_inputs({"question": "How many?", "response": "<answer>3</answer>", "image": None})
+    ('How many?', '<answer>3</answer>', None)
+    >>> judge_inputs({"images": []}, [{"role": "user", "content": "How many?"}], [{"role": "assistant", "content": "3"}])
+    ('How many?', '3', None)
+    ```
+    """
+    if (prompt is None) != (completion is None):
+        raise ValueError(
+            "judge_inputs reads a policy rollout from its prompt and its completion together; pass both (a GRPO "
+            "rollout) or neither (a judge-data row with question and response columns)."
+        )
+    if prompt is None:
+        return row["question"], row["response"], image_of(row)
+    # The judge was trained on bare questions (Thinking-156k, labelled data): drop the policy's instruction.
+    return strip_instruction(question_of(prompt)), response_of(completion), image_of(row)
+
+
+# ---------------------------------------------------------------------------------------------------------------------
+# The judge's conversation and its renderings
+# ---------------------------------------------------------------------------------------------------------------------
+
+
+def build_judge_messages(
+    question: str,
+    response: str,
+    image: Image.Image | None = None,
+    judge_prompt: JudgePrompt | None = None,
+) -> list[dict[str, Any]]:
+    """Builds the judge's conversation for one (question, response) pair.
+
+    Args:
+        question (`str`):
+            The question the response answers, as the user asked it.
+        response (`str`):
+            The full response to judge, reasoning and answer included.
+        image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
+            The question's image. When given, an image block (`{"type": "image", "image": image}`) goes where the
+            template's `{image}` is, or before the text of the user turn when it has none.
+        judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt template; this project's ([`JUDGE_SYSTEM_PROMPT`], [`JUDGE_USER_TEMPLATE`]) when `None`.
+
+    Returns:
+        `list[dict]`: A system turn (unless the template has none) and a user turn, both with list-of-blocks content,
+        the format that processors' `apply_chat_template` and TRL's vision datasets use.
+    """
+    system, before, after = (judge_prompt or DEFAULT_JUDGE_PROMPT).render(question, response)
+    user_content: list[dict[str, Any]] = []
+    if image is None:
+        user_content.append({"type": "text", "text": before + after})
+    else:
+        # No empty text blocks around the image: a chat template would render them as nothing, a server may refuse.
+        if before:
+            user_content.append({"type": "text", "text": before})
+        user_content.append({"type": "image", "image": image})
+        if after:
+            user_content.append({"type": "text", "text": after})
+    messages = [{"role": "user", "content": user_content}]
+    if system is not None:
+        messages.insert(0, {"role": "system", "content": [{"type": "text", "text": system}]})
+    return messages
+
+
+def build_judge_inputs(
+    processor: Any,
+    questions: list[str],
+    responses: list[str],
+    images: list[Image.Image | None],
+    judge_prompt: JudgePrompt | None = None,
+    assistant_prefix: str = "",
+) -> Any:
+    """Renders and processes a batch of judge prompts for a local model (generative or scalar-head).
+
+    Each row is [`build_judge_messages`] rendered by the processor's chat template with the generation prompt, so a
+    generative judge writes its answer next and a scalar-head judge reads the same text it was trained on.
+
+    Args:
+        processor ([`~transformers.ProcessorMixin`]):
+            The judge's processor (tokenizer + image processor). Its tokenizer's `padding_side` decides the padding.
+        questions (`list[str]`):
+            The question of each row.
+        responses (`list[str]`):
+            The response of each row.
+        images (`list[PIL.Image.Image | None]`):
+            The image of each row, `None` for a text-only row; rows with and without images can be mixed.
+        judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt template; this project's when `None`.
+        assistant_prefix (`str`, *optional*, defaults to `""`):
+            Text the judge's answer starts with, appended after the generation prompt (e.g. `"<answer>0."` for the
+            expected-score readout, which reads the next-token probabilities there).
+
+    Returns:
+        [`~transformers.BatchFeature`]: `input_ids`, `attention_mask` and, when some row has an image,
+        `pixel_values` and `image_grid_thw`, as PyTorch tensors.
+    """
+    texts = [
+        processor.apply_chat_template(
+            build_judge_messages(q, r, img, judge_prompt), tokenize=False, add_generation_prompt=True
+        )
+        + assistant_prefix
+        for q, r, img in zip(questions, responses, images)
+    ]
+    # The processor matches images to image placeholders in order, so the images of the image rows, in row order.
+    flat_images = [img for img in images if img is not None]
+    return processor(text=texts, images=flat_images or None, padding=True, return_tensors="pt")
+
+
+def format_judge_sft_example(example: dict[str, Any], judge_prompt: JudgePrompt | None = None) -> dict[str, Any]:
+    """Turns a judge-data row into a prompt-completion row for TRL's `SFTTrainer` (the generative judge's training).
+
+    The prompt is [`build_judge_messages`], rendered by TRL exactly as the judge prompt at scoring time: with
+    plain-string contents when the image goes first (TRL inserts the image block before the user text), and with
+    list-of-blocks contents and an image placeholder block (`{"type": "image"}`, which TRL fills from `images`) when
+    the template places it with `{image}`. The completion is the score in the judge's answer format
+    ([`format_score`]), so with `completion_only_loss` the model learns to write `<answer>x</answer>`.
+
+    Args:
+        example (`dict`):
+            A row with `question` (str), `response` (str), `score` (float in [0, 1]) and optionally `image`.
+        judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt template; this project's when `None`. Pass it with `Dataset.map(..., fn_kwargs=...)`.
+
+    Returns:
+        `dict`: `prompt` (system + user turns), `completion` (one assistant turn) and `images` (`[image]` or `[]`).
+    """
+    judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
+    question, response, image = judge_inputs(example)
+    messages = build_judge_messages(question, response, image, judge_prompt)
+    if judge_prompt.image_first:
+        prompt = [{"role": m["role"], "content": m["content"][-1]["text"]} for m in messages]
+    else:
+        # Every row has list contents (one column type); the image block is a placeholder TRL fills from `images`.
+        prompt = [
+            {"role": m["role"], "content": [{"type": "image"} if b["type"] == "image" else b for b in m["content"]]}
+            for m in messages
+        ]
+    return {
+        "prompt": prompt,
+        "completion": [{"role": "assistant", "content": format_score(example["score"])}],
+        "images": [image] if image is not None else [],
+    }
+
+
+def image_to_data_url(image: Image.Image, image_format: str = "PNG") -> str:
+    """Encodes an image as a base64 data URL, the form OpenAI-compatible servers accept in `image_url` blocks."""
+    buffer = io.BytesIO()
+    if image_format.upper() == "JPEG" and image.mode not in ("RGB", "L"):
+        image = image.convert("RGB")
+    image.save(buffer, format=image_format)
+    encoded = base64.b64encode(buffer.getvalue()).decode("ascii")
+    return f"data:image/{image_format.lower()};base64,{encoded}"
+
+
+def build_openai_messages(
+    question: str,
+    response: str,
+    image: Image.Image | None = None,
+    image_format: str = "PNG",
+    image_url: str | None = None,
+    judge_prompt: JudgePrompt | None = None,
+) -> list[dict[str, Any]]:
+    """[`build_judge_messages`] in the OpenAI chat format: the image becomes a base64 data-URL `image_url` block.
+
+    Args:
+        question (`str`):
+            The question.
+        response (`str`):
+            The response to judge.
+        image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
+            The question's image.
+        image_format (`str`, *optional*, defaults to `"PNG"`):
+            Encoding of the image (`"PNG"` is lossless; `"JPEG"` is smaller).
+        image_url (`str` or `None`, *optional*, defaults to `None`):
+            The image already encoded (e.g. shared by a group's completions); `image` is encoded when `None`.
+        judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The prompt template; this project's when `None`.
+
+    Returns:
+        `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`).
+    """
+    messages = build_judge_messages(question, response, image, judge_prompt)
+    for message in messages:
+        message["content"] = [
+            {"type": "image_url", "image_url": {"url": image_url or image_to_data_url(block["image"], image_format)}}
+            if block["type"] == "image"
+            else block
+            for block in message["content"]
+        ]
+    return messages
