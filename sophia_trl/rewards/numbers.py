@@ -1,5 +1,5 @@
 """
-Numbers read as written, before math-verify reads them: spaced thousands, e-notation and zeros next to words.
+Numbers read as written, before math-verify reads them: spaced thousands, scientific notation, zeros next to words.
 
 math-verify reads an answer as a LaTeX expression, where a space or nothing between two terms is a product and `e` is
 Euler's number. Written numbers do not follow those rules:
@@ -8,9 +8,10 @@ Euler's number. Written numbers do not follow those rules:
 |--------------|--------------------------|-----------------------------------------|
 | `10 000`     | 10 x 0 = 0               | 10000 (groups of three digits)          |
 | `1.2e3`      | 1.2 x e x 3 = 9.79       | 1200                                    |
+| `9.3 \\times 10^{2}` | 930.0000000000001 != 930 | 930                                 |
 | `it is 0`    | i x t x i x s x 0 = 0    | not a number: it must not match 0       |
 
-[`read_as_written`] rewrites the first two so that math-verify reads the number written; [`zero_next_to_word`] and
+[`read_as_written`] rewrites the first three so that math-verify reads the number written; [`zero_next_to_word`] and
 [`zero_written_as_one`] let the numerical scorer check that a zero beside a word is the answer itself (`0 cm`) and not
 a factor that wipes out a product of words (`it is 0`). [`join_spaced_thousands`] is shared with evaluation.
 
@@ -18,6 +19,7 @@ This module imports nothing but the standard library.
 """
 
 import re
+from decimal import Decimal
 
 __all__ = ["join_spaced_thousands", "number_value", "read_as_written", "zero_next_to_word", "zero_written_as_one"]
 
@@ -29,8 +31,15 @@ _SPACE = r"(?:[ \t\u00a0\u2009\u202f]|\\[,;:! ]|~|\\q?quad(?![A-Za-z]))"
 # ends it.
 _SPACED_THOUSANDS_RE = re.compile(rf"(?<![\d.,])\d{{1,3}}(?:{_SPACE}\d{{3}})+(?![\d])")
 _SPACE_RE = re.compile(_SPACE)
-# "1.2e3", "1.20E-4", "5e2": a mantissa, `e` or `E`, an integer exponent; not part of a longer word or number.
-_E_NOTATION_RE = re.compile(r"(?<![\w.^\\])(\d+(?:\.\d*)?|\.\d+)[eE]([-+]?\d+)(?!\w|\.\d)")
+# Scientific notation: a decimal mantissa (not part of a longer word, number or exponent), then `e` or `E` and an
+# integer ("1.2e3", "1.20E-4", "5e2"), or a product with a power of ten ("9.3 \times 10^{2}", "2.5\cdot10^-3",
+# "4 × 10^6", "1.5*10^{4}").
+_SCIENTIFIC_RE = re.compile(
+    r"(?<![\w.^\\])(?P<mantissa>\d+(?:\.\d*)?|\.\d+)"
+    r"(?:[eE](?P<e>[-+]?\d+)(?!\w|\.\d)"
+    r"|\s*(?:\\times|\\cdot|\u00d7|\*)\s*10\s*\^\s*(?:\{\s*(?P<braced>[-+]?\d+)\s*\}|(?P<power>[-+]?\d+)))"
+)
+_LARGEST_PLAIN_EXPONENT = 30  # beyond 10^30, a number is written as a power of ten rather than with all its digits
 # A numeral whose value is zero: "0", "00", "0.0", the "0" of "is 0." (not the 0 of "10", "2.0" or "0.5").
 _ZERO = r"(?<!\d)(?<!\d\.)0+(?:\.0+)?(?!\d|\.\d)"
 # A word (letters not preceded by a backslash, so `\times` and `\cdot` are not words), a number, or a closed group,
@@ -71,8 +80,10 @@ def join_spaced_thousands(text: str) -> str:
 def read_as_written(text: str) -> str:
     """
     Rewrites the numbers of `text` so that math-verify reads the number written: spaced thousands joined (see
-    [`join_spaced_thousands`]) and e-notation written as a power of ten (`1.2e3` -> `1.2\\times10^{3}`, also `E`
-    and negative exponents). A lone `e` (`2e`, `e^2`) stays Euler's number.
+    [`join_spaced_thousands`]) and scientific notation written out exactly, whether in e-notation (`1.2e3`,
+    `1.20E3`, `5.5e-3`) or as a product with a power of ten (`9.3 \\times 10^{2}`, `2.5\\cdot10^{-3}`, `4 × 10^6`).
+    A lone `e` (`2e`, `e^2`) stays Euler's number. Written out exactly, `9.3 \\times 10^{2}` is `930`, where
+    math-verify alone computes 930.0000000000001 in floating point and finds it different from 930.
 
     Args:
         text (`str`):
@@ -84,10 +95,23 @@ def read_as_written(text: str) -> str:
     Example:
     ```python
     >>> read_as_written("10 000"), read_as_written("1.20e3"), read_as_written("2.5E-4"), read_as_written("2e")
-    ('10000', '1.20\\\\times10^{3}', '2.5\\\\times10^{-4}', '2e')
+    ('10000', '1200', '0.00025', '2e')
+    >>> read_as_written("9.3 \\\\times 10^{2} m"), read_as_written("1e40")
+    ('930 m', '1\\\\times10^{40}')
     ```
     """
-    return _E_NOTATION_RE.sub(r"\1\\times10^{\2}", join_spaced_thousands(text))
+    return _SCIENTIFIC_RE.sub(_written_out, join_spaced_thousands(text))
+
+
+def _written_out(match: re.Match) -> str:
+    """A `_SCIENTIFIC_RE` match as a plain decimal, exactly (`9.3e2` -> `930`), or as an integer times a power of ten
+    when the exponent is large (`1e40` -> `1\\times10^{40}`)."""
+    whole, _, decimals = match["mantissa"].partition(".")
+    digits = int(whole + decimals or "0")
+    exponent = int(match["e"] or match["braced"] or match["power"]) - len(decimals)
+    if abs(exponent) > _LARGEST_PLAIN_EXPONENT:
+        return f"{digits}\\times10^{{{exponent}}}"
+    return format(Decimal(digits).scaleb(exponent), "f")
 
 
 def number_value(text: str) -> float | None:

@@ -200,9 +200,10 @@ def numerical_reward(answer: str, solution: str, timeout: float = 1.0, max_lengt
     decimals (math-verify's `float_rounding`), so `4.242641 = 3\\sqrt{2}` but `0.33 != \\frac{1}{3}`.
 
     Numbers are read as written (`sophia_trl.rewards.numbers`): digits grouped by threes with spaces are one number
-    (`45 000 = 45000`, where math-verify alone reads 45 x 0), e-notation is a number (`1.2e3 = 1.20e3 = 1200`, not
-    1.2 x e x 3), and a zero next to a word counts only as the whole answer: `0 cm` matches 0, but `it is 0` and
-    `no 0`, which math-verify reads as products of letters and 0, do not.
+    (`45 000 = 45000`, where math-verify alone reads 45 x 0), scientific notation is a number written out exactly
+    (`1.2e3 = 1.20e3 = 1200`, not 1.2 x e x 3; `9.3 \\times 10^{2} = 930`, not 930.0000000000001), and a zero next to
+    a word counts only as the whole answer: `0 cm` matches 0, but `it is 0` and `no 0`, which math-verify reads as
+    products of letters and 0, do not.
 
     The time is bounded: a plain decimal number is checked in this process (it cannot be slow); anything else is
     checked in a worker process that is killed, and the answer scored 0, if it takes longer than `timeout` seconds

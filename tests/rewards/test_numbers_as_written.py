@@ -1,5 +1,5 @@
-"""Numbers read as written by the outcome reward: spaced thousands are one number, e-notation is a number, no answer
-matches by a product of words and zero, and an option's text may start with `$`."""
+"""Numbers read as written by the outcome reward: spaced thousands are one number, scientific notation is a number, no
+answer matches by a product of words and zero, and an option's text may start with `$`."""
 
 import pytest
 from hypothesis import given, settings
@@ -43,7 +43,14 @@ from sophia_trl.rewards.scorers import multiple_choice_reward, numerical_reward
         ("2e3", "2000", 1.0),
         ("1.2e3", "120", 0.0),
         ("1200", "1.2e3", 1.0),
+        ("9.3e2", "930", 1.0),  # exactly 930, where 9.3 x 10^2 in floating point is 930.0000000000001
         ("e", "2.718282", 1.0),  # a lone e is still Euler's number (compared to 6 decimals)
+        # A product with a power of ten, written out exactly (math-verify alone: 930.0000000000001 != 930).
+        ("9.3 \\times 10^{2}", "930", 1.0),
+        ("1.1\\times10^{5}", "110000", 1.0),
+        ("2.5\\cdot10^{-3}", "0.0025", 1.0),
+        ("4 \u00d7 10^6", "4000000", 1.0),
+        ("9.3 \\times 10^{2}", "93", 0.0),
         # A zero beside words: the whole answer (0 cm) or a product of letters and 0 (i*t*i*s*0), which never matches.
         ("it is 0", "0", 0.0),
         ("no 0", "0", 0.0),
@@ -148,17 +155,27 @@ def test_join_spaced_thousands(text, joined):
 @pytest.mark.parametrize(
     "text, read",
     [
-        ("1.2e3", "1.2\\times10^{3}"),
-        ("2.5E-4", "2.5\\times10^{-4}"),
-        ("5e2 cm", "5\\times10^{2} cm"),
-        ("x = 3e+2.", "x = 3\\times10^{+2}."),
+        ("1.2e3", "1200"),
+        ("1.20E3", "1200"),
+        ("2.5E-4", "0.00025"),
+        ("-9.3e2", "-930"),
+        ("5e2 cm", "500 cm"),
+        ("x = 3e+2.", "x = 300."),
+        ("9.3 \\times 10^{2}", "930"),
+        ("2.5\\cdot10^-3", "0.0025"),
+        ("1.5*10^{4}", "15000"),
+        ("2 \\cdot 9.3 \\times 10^{2}", "2 \\cdot 930"),
+        ("1e40", "1\\times10^{40}"),  # a large exponent stays a power of ten
+        ("5.5e-40", "55\\times10^{-41}"),
+        ("45 000", "45000"),
         ("2e", "2e"),  # Euler's number
         ("e^{3}", "e^{3}"),
         ("x2e3", "x2e3"),  # part of a name
         ("1.2e3m", "1.2e3m"),
+        ("x^2 \\times 10^3", "x^2 \\times 10^3"),  # the 2 is an exponent, not a mantissa
     ],
 )
-def test_read_as_written_writes_e_notation_as_a_power_of_ten(text, read):
+def test_read_as_written_writes_scientific_notation_out(text, read):
     assert read_as_written(text) == read
 
 
