@@ -19,6 +19,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from sophia_trl.rewards.numbers import join_spaced_thousands
 from sophia_trl.rewards.scorers import parse_choices
 
 ANSWER_SOURCES = ("answer_tag", "after_think", "full_response", "empty")
@@ -178,6 +179,7 @@ def parse_number(text: str) -> float | None:
     """
     cleaned = text.translate(_MINUS_SIGNS).replace("$", " ").replace("\\(", " ").replace("\\)", " ")
     cleaned = re.sub(r"\\boxed\{(.*)\}", r"\1", cleaned).strip()
+    cleaned = join_spaced_thousands(cleaned)  # "10 000" is 10000, not 10 and 0
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", cleaned):
         cleaned = cleaned.replace(",", "")
     try:

@@ -25,6 +25,7 @@ import unicodedata
 import jiwer
 
 from .math_verify_worker import math_verify_match, math_verify_match_in_worker
+from .numbers import number_value, read_as_written, zero_next_to_word, zero_written_as_one
 
 logger = logging.getLogger(__name__)
 
@@ -51,6 +52,12 @@ def numerical_reward(answer: str, solution: str, timeout: float = 1.0, max_lengt
     Both sides are read by math-verify as LaTeX after removing `$`, `$$`, `\\(`, `\\)`, `\\[` and `\\]`, so
     `14 = 14.0 = \\boxed{14} = 14\\text{ cm}`, `\\frac{1}{2} = 0.5 = 1/2` and `50\\% = 0.5`; numbers are compared to 6
     decimals (math-verify's `float_rounding`), so `4.242641 = 3\\sqrt{2}` but `0.33 != \\frac{1}{3}`.
+
+    Numbers are read as written (`sophia_trl.rewards.numbers`): digits grouped by threes with spaces are one number
+    (`45 000 = 45000`, where math-verify alone reads 45 x 0), scientific notation is a number written out exactly
+    (`1.2e3 = 1.20e3 = 1200`, not 1.2 x e x 3; `9.3 \\times 10^{2} = 930`, not 930.0000000000001), and a zero next to
+    a word counts only as the whole answer: `0 cm` matches 0, but `it is 0` and `no 0`, which math-verify reads as
+    products of letters and 0, do not.
 
     The time is bounded: a plain decimal number is checked in this process (it cannot be slow); anything else is
     checked in a worker process that is killed, and the answer scored 0, if it takes longer than `timeout` seconds
@@ -79,23 +86,35 @@ def numerical_reward(answer: str, solution: str, timeout: float = 1.0, max_lengt
     (1.0, 1.0, 0.0)
     ```
     """
-    solution = _LATEX_DELIMITERS_RE.sub("", _strip_dollars(solution)).strip()
+    solution = read_as_written(_LATEX_DELIMITERS_RE.sub("", _strip_dollars(solution)).strip())
     answer = _LATEX_DELIMITERS_RE.sub("", _strip_dollars(answer)).strip()
     if not solution:
         raise ValueError("Empty numerical solution: every row needs its answer.")
     if not answer or len(answer) > max_length:
         return 0.0
-    if _PLAIN_NUMBER_RE.fullmatch(answer) and _PLAIN_NUMBER_RE.fullmatch(solution):
-        parsed, match = math_verify_match(solution, answer)
-    else:
-        result = math_verify_match_in_worker(solution, answer, timeout)
-        if result is None:
-            logger.warning("Verifying the answer %r did not finish within %.1f s: scored 0.", answer[:80], timeout)
-            return 0.0
-        parsed, match = result
+    answer = read_as_written(answer)
+    result = _bounded_match(solution, answer, timeout)
+    if result is None:
+        return 0.0
+    parsed, match = result
     if not parsed:
         raise ValueError(f"math-verify cannot parse the numerical solution {solution!r}; fix or drop this row.")
+    if match and zero_next_to_word(answer):
+        # math-verify reads "it is 0" as i*t*i*s*0, which equals 0 whatever the words. A zero beside a word is the
+        # answer only when it carries the answer's value on its own ("0 cm"): written as 1, the answer reads as 1.
+        result = _bounded_match("1", zero_written_as_one(answer), timeout)
+        match = result is not None and result[1]
     return 1.0 if match else 0.0
+
+
+def _bounded_match(solution: str, answer: str, timeout: float) -> tuple[bool, bool] | None:
+    """(solution parsed, answer equals solution) by math-verify within `timeout`, or `None` when it ran out of time."""
+    if _PLAIN_NUMBER_RE.fullmatch(answer) and _PLAIN_NUMBER_RE.fullmatch(solution):
+        return math_verify_match(solution, answer)
+    result = math_verify_match_in_worker(solution, answer, timeout)
+    if result is None:
+        logger.warning("Verifying the answer %r did not finish within %.1f s: scored 0.", answer[:80], timeout)
+    return result
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -139,12 +158,12 @@ _MINUS_SIGNS = str.maketrans({"\u2212": "-", "\ufe63": "-", "\uff0d": "-"})
 
 
 def _option_key(text: str) -> float | str:
-    """How an answer and an option text are compared: a number by its value, sign kept ("-3" is not "3", "4.0" is
-    "4"); anything else as normalised words (case, punctuation and articles ignored)."""
-    plain = _unwrap(text).translate(_MINUS_SIGNS).strip().rstrip(".").strip()
-    if _PLAIN_NUMBER_RE.fullmatch(plain):
-        return float(plain)
-    return _normalize_text(text)
+    """How an answer and an option text are compared: a number by its value as written, sign kept ("-3" is not "3",
+    "4.0" is "4", "$7" is "7", "45 000" is "45000"); anything else as normalised words (case, punctuation and
+    articles ignored)."""
+    text = _strip_dollars(text)
+    value = number_value(_unwrap(text).translate(_MINUS_SIGNS).strip().rstrip(".").strip())
+    return value if value is not None else _normalize_text(text)
 
 
 def _option_texts(options: list[str]) -> dict[str, float | str]:
