@@ -56,15 +56,16 @@ _LETTER = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
 _WORD_AFTER_ARTICLE = re.compile(
     r"\s+(?!(?:is|was|seems|looks|fits|matches|appears|must|should|would|because)\b)[a-z]"
 )
-# A letter the text rules out: "not A", "rather than (A)", "A is wrong", "option C is too large", "B isn't".
+# A letter the text rules out: "not A", "rather than (A)", "A is wrong", "option C is too large", "B does not fit".
 _REJECTED_BEFORE = re.compile(
     r"(?i:\b(?:not|than|instead\s+of|except|excluding|rule\s+out|rules\s+out|ruling\s+out|eliminate|eliminates|"
     r"eliminating)\s+(?:option\s+|choice\s+)?)[(\[]?\s*$"
 )
 _REJECTED_AFTER = re.compile(
     r"[)\]]?\s+(?i:(?:is|was|would\s+be|seems|appears)\s+(?:not\b|wrong|incorrect|false|too\b|impossible|"
-    r"invalid|unlikely|ruled\s+out|eliminated|excluded)|(?:is|was)n't|can't|cannot)"
+    r"invalid|unlikely|ruled\s+out|eliminated|excluded)|(?:is|was|does|do)n't|does\s+not|do\s+not|can't|cannot)"
 )
+_SHORT_ANSWER = 8  # words: an answer this short is read for an option's text whatever the options' length
 # A line that is a bare answer: yes/no or one number (`25`, `-3.5`, `25%`, `$1,200`), optionally ending with a period.
 _BARE_ANSWER_LINE = re.compile(r"(?i:yes|no)[.!]?|[-+]?\$?\d[\d,]*(?:\.\d+)?\s*%?\.?")
 # The exponent of a unit ("cm^2", "m^{3}", "\\text{cm}^2", "m/s^2") is not a number the answer writes.
@@ -153,7 +154,8 @@ def parse_choice(text: str, num_options: int, options: list[str] | None = None) 
        article or the pronoun;
     4. with no letter at all, the option whose text the answer contains, when exactly one does (VLMEvalKit's
        `can_infer_text`: `"It is China."`; an option inside another one's text, "China" in "South China", does not
-       count), for an answer at most twice as long as the options' texts together.
+       count), for an answer of at most eight words or at most twice as long as the options' texts together (the
+       bound of `can_infer_text`, which alone would leave `"I think it is 4"` to a model).
 
     Args:
         text (`str`):
@@ -198,9 +200,16 @@ def parse_choice(text: str, num_options: int, options: list[str] | None = None) 
     ]
     if written:
         return written[-1]
-    if not texts or len(answer) > 2 * sum(len(option) for _, option in texts):
+    if not texts or (
+        len(answer) > 2 * sum(len(option) for _, option in texts) and len(answer.split()) > _SHORT_ANSWER
+    ):
         return None
-    spans = [(m.span(), letter) for letter, option in texts for m in _option_pattern(option).finditer(answer)]
+    spans = [
+        (m.span(), letter)
+        for letter, option in texts
+        for m in _option_pattern(option).finditer(answer)
+        if not (option in ("A", "I") and _WORD_AFTER_ARTICLE.match(answer, m.end()))  # "I think", not option "I"
+    ]
     contained = {
         letter
         for (start, end), letter in spans

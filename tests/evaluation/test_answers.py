@@ -92,6 +92,7 @@ OPTIONS = ["30", "40", "50", "60"]
         ("Not A but C", "C"),
         ("The angle is 40", "B"),  # the option's text inside the answer
         ("It is 40 or 50", None),
+        ("B\nOption C does not match the figure.", "B"),
     ],
 )
 def test_parse_choice(text, expected):
@@ -116,6 +117,8 @@ def test_parse_choice(text, expected):
         ("It is China", ["South China", "China", "Japan", "India"], "B"),
         ("It is 13", ["-3", "3", "0", "6"], None),  # "3" is not inside "13"
         ("It is -3", ["-3", "3", "0", "6"], "A"),  # "3" inside "-3" is option A's text
+        ("I think it is 4", ["2", "4", "6", "8"], "B"),  # a short answer, longer than twice the options' texts
+        ("I think it is II", ["I", "II", "III", "IV"], "B"),  # the pronoun "I" is not option A
         # an option's text holding a capital letter or an article is not a letter
         ("It is Vitamin C", ["Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"], "B"),
         ("so D. A Square", ["A circle", "A triangle", "A line", "A Square"], "D"),

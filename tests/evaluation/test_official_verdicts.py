@@ -220,8 +220,10 @@ MMMU_CASES = [
     (tag("40°"), mmmu_mc("B"), True),  # the option's text (the reference searches option texts after 5 words only)
     (tag("A"), mmmu_mc("A", SIGNED_OPTIONS), True),
     (tag("-3"), mmmu_mc("A", SIGNED_OPTIONS), True),  # option A's text
-    # > 5 words: "-3" and "3" are both inside; the last occurrence ("3", one character later) wins
-    (tag("After simplifying, the final value is -3"), mmmu_mc("A", SIGNED_OPTIONS), False),
+    # option A's text in a short answer ("3" inside "-3" is not option B); the reference finds both "-3" and "3" (> 5
+    # words) and takes the one found last, "3"
+    (tag("After simplifying, the final value is -3"), mmmu_mc("A", SIGNED_OPTIONS), True),
+    ("<think>After simplifying, the final value is -3", mmmu_mc("A", SIGNED_OPTIONS), False),  # untagged: MMMU's
     ("<think>Looking at (C) first, but", mmmu_mc("B"), False),  # cut off: (C) is read
     (tag(""), mmmu_mc("B"), False),
     (tag("H2O"), mmmu_open("2"), False),  # "2" is followed by a letter: not a number
