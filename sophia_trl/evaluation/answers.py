@@ -129,7 +129,7 @@ def free_text_answer(answer: ExtractedAnswer) -> str:
     lines = [line.strip() for line in answer.text.splitlines() if line.strip()]
     if len(lines) > 1 and _BARE_ANSWER_LINE.fullmatch(lines[0]):
         return lines[0]
-    return lines[-1] if lines else ""
+    return last_line(answer.text)
 
 
 def option_letters(num_options: int) -> list[str]:

@@ -315,8 +315,8 @@ def test_mme(response, gold, expected):
 # letter among the words, after replacing ".()[],:;!*#{}" by spaces, within the last five words; else `can_infer_text`:
 # exactly one option text inside the answer, for an answer at most twice as long as the options), called from vlmeval/dataset/utils/multiple_choice.py `extract_answer_from_item`, which otherwise
 # asks ChatGPT (here unparsable). Where `can_infer_option` would count an article "A" as a second letter, or read
-# "A square" as option A, the verdict is the option the answer names (the article is not a letter): the letter stated as
-# the answer, or exactly one option's whole text, where ChatGPT would be asked.
+# "A square" or "Vitamin C" as the capital letter inside the option's text, the verdict is the option the answer names:
+# the letter stated as the answer, or the one option whose text it writes.
 # ---------------------------------------------------------------------------------------------------------------------
 
 SIGNED_MC = (["-3", "3", "0", "6"], "A")
