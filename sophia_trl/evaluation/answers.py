@@ -42,17 +42,35 @@ _NUMBER_EXPRESSION = re.compile(
 )
 
 
-# "the answer is D", "correct option: (D)", "I choose D": a letter stated as the answer.
+# A letter stated as the answer: "the answer is D", "Answer: (D)", "the correct option D", "I choose D", "D is correct".
+# A mention ("option A gives 30°", "each option: A: 30, B: 40") states nothing.
 _STATED_LETTER = re.compile(
-    r"(?:(?i:\b(?:answer|option|choice)s?\b(?:\s+(?:is|would\s+be|should\s+be|must\s+be))?\s*[:：]?)"
-    r"|(?i:\b(?:choose|pick|select)\b(?:\s+option)?))\s*[(\[]?\s*([A-Z])(?![A-Za-z])"
+    r"(?:(?i:\banswer\s*[:：]|\b(?:answer|option|choice)\s+(?:is|would\s+be|should\s+be|must\s+be)"
+    r"|\b(?:correct|right|final|best)\s+(?:answer|option|choice)\b(?:\s+(?:is|would\s+be|should\s+be|must\s+be))?"
+    r"\s*[:：]?|\b(?:choose|pick|select)\b(?:\s+option)?)\s*[(\[]?\s*([A-Z])(?![A-Za-z]))"
+    r"|(?<![A-Za-z])[(\[]?([A-Z])[)\]]?\s+(?i:is|must\s+be|should\s+be|would\s+be)\s+(?i:the\s+)?"
+    r"(?i:correct|right|answer|best)\b"
 )
-# A capital letter alone; "A" followed by a lower-case word ("A square") is the article, unless the word says the
-# letter is the answer ("A is right").
-_STANDALONE_LETTER = (
-    r"(?<![A-Za-z])([A-Z])(?![A-Za-z])"
-    r"(?<!A(?=\s+(?!(?:is|was|seems|looks|fits|matches|appears|must|should|would|because)\b)[a-z]))"
+_LETTER = re.compile(r"(?<![A-Za-z])([A-Z])(?![A-Za-z])")
+# After "A" or "I": a lower-case word makes it the article or the pronoun ("A square", "I think"), unless the word says
+# the letter is the answer ("A is right").
+_WORD_AFTER_ARTICLE = re.compile(
+    r"\s+(?!(?:is|was|seems|looks|fits|matches|appears|must|should|would|because)\b)[a-z]"
 )
+# A letter the text rules out: "not A", "rather than (A)", "A is wrong", "option C is too large", "B does not fit".
+_REJECTED_BEFORE = re.compile(
+    r"(?i:\b(?:not|than|instead\s+of|except|excluding|rule\s+out|rules\s+out|ruling\s+out|eliminate|eliminates|"
+    r"eliminating)\s+(?:option\s+|choice\s+)?)[(\[]?\s*$"
+)
+_REJECTED_AFTER = re.compile(
+    r"[)\]]?\s+(?i:(?:is|was|would\s+be|seems|appears)\s+(?:not\b|wrong|incorrect|false|too\b|impossible|"
+    r"invalid|unlikely|ruled\s+out|eliminated|excluded)|(?:is|was|does|do)n't|does\s+not|do\s+not|can't|cannot)"
+)
+_SHORT_ANSWER = 8  # words: an answer this short is read for an option's text whatever the options' length
+# A line that is a bare answer: yes/no or one number (`25`, `-3.5`, `25%`, `$1,200`), optionally ending with a period.
+_BARE_ANSWER_LINE = re.compile(r"(?i:yes|no)[.!]?|[-+]?\$?\d[\d,]*(?:\.\d+)?\s*%?\.?")
+# The exponent of a unit ("cm^2", "m^{3}", "\\text{cm}^2", "m/s^2") is not a number the answer writes.
+_UNIT_EXPONENT = re.compile(r"(?<=[A-Za-z}])\s*\^\s*\{?\s*[-+]?\d+\s*\}?")
 
 
 @dataclass(frozen=True)
@@ -105,8 +123,14 @@ def last_line(text: str) -> str:
 
 
 def free_text_answer(answer: ExtractedAnswer) -> str:
-    """A short free-text answer: the tag content as is, otherwise the last non-empty line of the fallback text."""
-    return answer.text if answer.source == "answer_tag" else last_line(answer.text)
+    """A short free-text answer: the tag content as is; otherwise the first non-empty line of the fallback text when it
+    is a bare answer followed by an explanation (`"Yes"`, `"25"`, `"25%"`), else the last non-empty line."""
+    if answer.source == "answer_tag":
+        return answer.text
+    lines = [line.strip() for line in answer.text.splitlines() if line.strip()]
+    if len(lines) > 1 and _BARE_ANSWER_LINE.fullmatch(lines[0]):
+        return lines[0]
+    return last_line(answer.text)
 
 
 def option_letters(num_options: int) -> list[str]:
@@ -117,15 +141,22 @@ def option_letters(num_options: int) -> list[str]:
 def parse_choice(text: str, num_options: int, options: list[str] | None = None) -> str | None:
     """Reads a single option letter from an answer, tolerant of the ways models write a choice.
 
-    The answer is first read as the training reward reads it (`parse_choices`: `"B"`, `"(b)"`, `"B."`, `"B. 40"`,
-    `"B) 40"`, `"\\boxed{B}"`, `"The answer is (B)"`, or exactly one option's text, numbers compared by value). When
-    that finds nothing, free text is read by these rules, first match wins:
+    In this order, first match wins:
 
-    1. the last letter stated as the answer: `"the correct option is D, A square"`, `"I choose D"`, `"Answer: (D)"`;
-    2. a letter followed by its own option text (`"so D, a square"`), when exactly one option is written that way;
-    3. the last bracketed letter (`"... so (B) it is"`);
-    4. the last standalone capital letter in range (`"so it must be B"`), where a capital "A" that starts a phrase
-       (`"A square"`) is the English article, not a letter.
+    1. a letter followed by its own option text, as the whole answer (`"A. I"`, `"(B) A"`), so that an option whose
+       text is itself a letter or a Roman numeral is not read as a second letter;
+    2. the answer read as the training reward reads it (`parse_choices`: `"B"`, `"(b)"`, `"B."`, `"B. 40"`,
+       `"B) 40"`, `"\\boxed{B}"`, `"The answer is (B)"`, or exactly one option's text, numbers compared by value;
+       `"I"` or `"IV"` outside the letters in range are the options written so);
+    3. in free text, where the options' texts written in it are not letters (`"A square"`, `"Vitamin C"`): the last
+       letter stated as the answer (`"the correct option is D, A square"`, `"I choose D"`, `"Answer: (D)"`, `"B is
+       correct"`; a mention such as `"option A gives 30°"` states nothing), else the last letter written that the
+       text does not rule out (`"not A"`, `"A is wrong"`); a capital "A" or "I" followed by a lower-case word is the
+       article or the pronoun;
+    4. with no letter at all, the option whose text the answer contains, when exactly one does (VLMEvalKit's
+       `can_infer_text`: `"It is China."`; an option inside another one's text, "China" in "South China", does not
+       count), for an answer of at most eight words or at most twice as long as the options' texts together (the
+       bound of `can_infer_text`, which alone would leave `"I think it is 4"` to a model).
 
     Args:
         text (`str`):
@@ -140,25 +171,59 @@ def parse_choice(text: str, num_options: int, options: list[str] | None = None) 
         options of a single-answer question is `None` too).
     """
     letters = option_letters(num_options)
+    texts = [(letter, option.strip()) for letter, option in zip(letters, options or []) if option.strip()]
+    answer = text.strip()
+    for letter, option in texts:
+        if re.fullmatch(rf"[(\[]?\s*{letter}\s*(?:[)\].:,-]\s*|\s+)(?i:{re.escape(option)})\s*\.?", answer):
+            return letter
     chosen = parse_choices(text, options)
     if chosen is not None:
-        return next(iter(chosen)) if len(chosen) == 1 and set(chosen) <= set(letters) else None
-    stated = [letter for letter in _STATED_LETTER.findall(text) if letter in letters]
+        if len(chosen) == 1 and set(chosen) <= set(letters):
+            return next(iter(chosen))
+        same = [letter for letter, option in texts if option.lower() == answer.rstrip(".").strip().lower()]
+        return same[0] if len(same) == 1 else None
+
+    masked = answer
+    for _, option in sorted(texts, key=lambda item: -len(item[1])):
+        if not re.fullmatch(r"[A-Za-z]", option):
+            masked = _option_pattern(option).sub(lambda m: " " * len(m.group(0)), masked)
+    stated = [(m.start(), m.group(1) or m.group(2)) for m in _STATED_LETTER.finditer(masked)]
+    stated = [letter for _, letter in sorted(stated) if letter in letters]
     if stated:
         return stated[-1]
-    with_text = [
-        letter
-        for letter, option in zip(letters, options or [])
-        if option.strip()
-        and re.search(rf"(?<![A-Za-z]){letter}\s*[.):,\]-]?\s*(?i:{re.escape(option.strip())})", text)
+    written = [
+        m.group(1)
+        for m in _LETTER.finditer(masked)
+        if m.group(1) in letters
+        and not (m.group(1) in "AI" and _WORD_AFTER_ARTICLE.match(masked, m.end()))
+        and not _REJECTED_BEFORE.search(masked[max(0, m.start() - 40) : m.start()])
+        and not _REJECTED_AFTER.match(masked, m.end())
     ]
-    if len(with_text) == 1:
-        return with_text[0]
-    for pattern in (r"\(([A-Z])\)", _STANDALONE_LETTER):
-        found = [letter for letter in re.findall(pattern, text) if letter in letters]
-        if found:
-            return found[-1]
-    return None
+    if written:
+        return written[-1]
+    if not texts or (
+        len(answer) > 2 * sum(len(option) for _, option in texts) and len(answer.split()) > _SHORT_ANSWER
+    ):
+        return None
+    spans = [
+        (m.span(), letter)
+        for letter, option in texts
+        for m in _option_pattern(option).finditer(answer)
+        if not (option in ("A", "I") and _WORD_AFTER_ARTICLE.match(answer, m.end()))  # "I think", not option "I"
+    ]
+    contained = {
+        letter
+        for (start, end), letter in spans
+        if not any(s <= start and end <= e and e - s > end - start for (s, e), _ in spans)
+    }
+    return contained.pop() if len(contained) == 1 else None
+
+
+def _option_pattern(option: str) -> re.Pattern:
+    """An option's text as written in an answer: any case, not inside a longer word or number ("3" is not in "13")."""
+    before = r"(?<![A-Za-z0-9])(?<!\d[.,])" if option[0].isascii() and option[0].isalnum() else ""
+    after = r"(?![A-Za-z0-9])(?![.,]\d)" if option[-1].isascii() and option[-1].isalnum() else ""
+    return re.compile(before + re.escape(option) + after, re.IGNORECASE)
 
 
 def parse_number(text: str) -> float | None:
@@ -180,6 +245,7 @@ def parse_number(text: str) -> float | None:
     cleaned = text.translate(_MINUS_SIGNS).replace("$", " ").replace("\\(", " ").replace("\\)", " ")
     cleaned = re.sub(r"\\boxed\{(.*)\}", r"\1", cleaned).strip()
     cleaned = join_spaced_thousands(cleaned)  # "10 000" is 10000, not 10 and 0
+    cleaned = _UNIT_EXPONENT.sub(" ", cleaned)
     if re.fullmatch(r"-?\d{1,3}(?:,\d{3})+(?:\.\d+)?", cleaned):
         cleaned = cleaned.replace(",", "")
     try:

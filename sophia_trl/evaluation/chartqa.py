@@ -7,8 +7,9 @@ copy (`lmms-lab/ChartQA`: `question`, `answer`, `type` = `"human_test"` / `"augm
 Scoring is the relaxed accuracy of the ChartQA paper, as in pix2struct's `relaxed_correctness`: when both answer and
 prediction are numbers (a trailing `%` divides by 100) and the answer is non-zero, the prediction is right within 5 %
 relative error; otherwise the two strings must match ignoring case. An item is right if it matches any accepted
-answer. Reported: the human and augmented splits and their union (`overall`; the splits are the same size, so it is
-also their mean).
+answer. Without an answer tag, the prediction is the response's answer line (`free_text_answer`: a bare first line
+followed by an explanation, else the last line). Reported: the human and augmented splits and their union (`overall`;
+the splits are the same size, so it is also their mean).
 """
 
 from __future__ import annotations

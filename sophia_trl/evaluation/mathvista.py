@@ -8,8 +8,10 @@ multiple choice, else the value as a string), `question_type` (`"multi_choice"` 
 
 Scoring follows the official `normalize_extracted_answer` + `safe_equal`: a letter (or the text of an option) is
 mapped to the option's text and compared with the answer; an integer answer compares `int(float(x))` (the official
-code truncates); a float answer compares both values rounded to the item's `precision`; lists and text compare as
-strings (case and spaces ignored). One deliberate difference: when the answer names no option, the official code
+code truncates); a float answer compares both values rounded to the item's `precision`; a list answer
+(`"[2007, 2008]"`) compares item by item, the answer read as the official extraction writes it (`[2007, 2008]`,
+`2007, 2008`, `between 2007 and 2008`: with a numeric answer, the numbers written, by value); text compares as a
+string (case and spaces ignored). One deliberate difference: when the answer names no option, the official code
 picks the option with the smallest edit distance, a guess; here the item is unparsable, counted and scored wrong.
 
 The official pipeline extracts answers with GPT-4 first. With a judge (`--judge_base_url`), responses whose answer is
@@ -20,6 +22,7 @@ rule-based extraction of `sophia_trl.evaluation.answers` is used. Each record sa
 from __future__ import annotations
 
 import math
+import re
 from pathlib import Path
 from typing import Any
 
@@ -86,7 +89,36 @@ def normalize_prediction(text: str, row: dict[str, Any]) -> str | None:
     if row["answer_type"] == "float":
         number = parse_number(text)
         return None if number is None else str(round(number, _precision(row)))
+    if row["answer_type"] == "list":
+        items = parse_list(text, numeric=_is_numeric_list(str(row["answer"])))
+        return None if not items else "[" + ", ".join(items) + "]"
     return text.strip() or None
+
+
+# One number of a list, as written ("2007", "-0.5", "−3"); a list of thousands with separators cannot be told apart
+# from a list of small numbers, so "1,000" is two items.
+_LIST_NUMBER = re.compile(r"(?<![\d.])[-\u2212]?\d+(?:\.\d+)?(?!\.?\d)")
+
+
+def parse_list(text: str, numeric: bool) -> list[str]:
+    """The items of a list answer, from its last `[...]` or else the whole text: the numbers written when `numeric`
+    (`"between 2007 and 2008"`; each as its value, `"2008.0"` is `"2008"`), else the items separated by commas,
+    semicolons or "and", lower-cased and without quotes."""
+    brackets = re.findall(r"\[([^\[\]]*)\]", text)
+    body = brackets[-1] if brackets else text
+    if numeric:
+        return [_number_item(float(n.replace("\u2212", "-"))) for n in _LIST_NUMBER.findall(body)]
+    items = re.split(r"\s*(?:[,;]|\band\b)\s*", body.strip().rstrip("."))
+    return [" ".join(item.strip("'\" ").lower().split()) for item in items if item.strip("'\" ")]
+
+
+def _number_item(value: float) -> str:
+    return str(int(value)) if value.is_integer() else str(value)
+
+
+def _is_numeric_list(answer: str) -> bool:
+    items = parse_list(answer, numeric=False)
+    return bool(items) and all(_LIST_NUMBER.fullmatch(item) for item in items)
 
 
 def is_correct(prediction: str | None, row: dict[str, Any]) -> bool:
@@ -104,6 +136,8 @@ def is_correct(prediction: str | None, row: dict[str, Any]) -> bool:
         return round(float(prediction), _precision(row)) == round(reference, _precision(row))
     if row["question_type"] == "multi_choice":
         return prediction == answer
+    if row["answer_type"] == "list":
+        return prediction == normalize_prediction(answer, row)
     return "".join(prediction.split()).lower() == "".join(answer.split()).lower()
 
 

@@ -3,11 +3,15 @@
 Fields read: `question_id` (the image's file name, shared by its two questions), `question` (ends with "Please
 answer yes or no."), `answer` (`"Yes"` / `"No"`), `category`, and the image from `image`.
 
-Scoring follows MME's `eval_tool/calculation.py`: the answer is "yes" or "no" when it is exactly that or its first
-four characters contain it, else "other" (wrong, counted as unparsable). Per category: accuracy over questions and
-accuracy+ over images (both of an image's questions right), the category's score being `100 * (acc + acc+)`
-(max 200). The perception score sums the 10 perception categories (max 2000), the cognition score the 4 cognition
-categories (max 800).
+Scoring follows lmms-eval's MME task (`lmms_eval/tasks/mme/utils.py`, `parse_pred_ans`, which extends MME's
+`eval_tool/calculation.py` with one-letter answers): lower-cased and without periods, the answer is "yes" or "no" when
+it is exactly that, `y` or `n`, or when its first four characters contain it, else "other" (wrong, counted as
+unparsable). Without an answer tag, the fallback text is read so first (lmms-eval reads the whole response, so `Yes`
+followed by an explanation is "yes"), then its answer line (`free_text_answer`: a reasoning that ends on `Yes`).
+
+Per category: accuracy over questions and accuracy+ over images (both of an image's questions right), the category's
+score being `100 * (acc + acc+)` (max 200). The perception score sums the 10 perception categories (max 2000), the
+cognition score the 4 cognition categories (max 800).
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import answer_with_fallback, free_text_answer
+from sophia_trl.evaluation.answers import ExtractedAnswer, answer_with_fallback, free_text_answer
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -49,11 +53,13 @@ def build_prompt(
 
 
 def parse_yes_no(text: str) -> str | None:
-    """MME's `parse_pred_ans`: `"yes"`/`"no"` when the answer is that or starts with it (first four characters),
-    `None` for MME's "other"."""
-    text = text.strip().lower()
+    """lmms-eval's `parse_pred_ans`: `"yes"`/`"no"` when the answer (lower-cased, periods removed) is that, `"y"`/`"n"`,
+    or starts with it (its first four characters contain it), `None` for MME's "other"."""
+    text = text.lower().strip().replace(".", "")
     if text in ("yes", "no"):
         return text
+    if len(text) == 1:
+        return {"y": "yes", "n": "no"}.get(text)
     prefix = text[:4]
     if "yes" in prefix:
         return "yes"
@@ -62,13 +68,21 @@ def parse_yes_no(text: str) -> str | None:
     return None
 
 
+def read_yes_no(answer: ExtractedAnswer) -> str | None:
+    """The tag content read by `parse_yes_no`; without a tag, the whole fallback text, then its answer line."""
+    prediction = parse_yes_no(answer.text)
+    if prediction is None and answer.used_fallback:
+        prediction = parse_yes_no(free_text_answer(answer))
+    return prediction
+
+
 def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[str, Any]:
     """Scores rows holding the benchmark fields and `response`; returns the perception and cognition scores and per
     category accuracy, accuracy+ and score. MME's official scoring is rule-based, so `judge` is not used."""
     records = []
     for row in rows:
         answer = answer_with_fallback(row["response"])
-        prediction = parse_yes_no(free_text_answer(answer))
+        prediction = read_yes_no(answer)
         correct = prediction is not None and prediction == str(row["answer"]).strip().lower()
         records.append(make_record(row, FIELDS, answer, prediction, correct))
 

@@ -8,12 +8,18 @@ values, for open questions), `question_type` (`"multiple-choice"` / `"open"`), a
 `image_7`.
 
 Scoring follows MMMU's reference code (`parse_multi_choice_response`, `parse_open_response`, `extract_numbers`,
-`eval_multi_choice`, `eval_open` in MMMU's `eval/eval_utils.py`), applied to the extracted answer. A whole number is a
+`eval_multi_choice`, `eval_open` in MMMU's `eval/eval_utils.py`), applied to the extracted answer. A multiple-choice
+answer inside the answer tag is first read as the other benchmarks read it (`parse_choice`: `B. $7`, `\\boxed{C}`,
+`b`, the option's text, the letter stated as the answer), and by MMMU's parser only when that reads nothing (a hedge
+such as `(A) or (B)` is then read as the reference reads it); text without the tag is read by MMMU's parser. A whole
+number is a
 number only when a word boundary follows its digits, as in the reference: `"H2O"`, `"2x"` and `"10cm"` hold no
 number. Deliberate differences, each removing a way a wrong answer is counted right:
 
 - when no option can be read, the reference picks a random letter; here the item is unparsable, counted, and scored
   wrong, so two runs of the same predictions give the same number;
+- inside the answer tag, the letter the answer states wins over the reference's reading: `The answer is B. Option A is
+  wrong` is B (the reference reads " A "), and `B. A` with option B's text "A" is B;
 - a Unicode minus (`"−0.5"`) is a minus sign (the reference reads 0.5); `"2.5 × 10^4"` is 25000 (the reference reads
   2.5, 10 and 4);
 - no number is also read as one of its parts: `"1,000"` is not also 0, `"1e3"` not also 3, and a fraction `"3/2"`
@@ -27,7 +33,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from sophia_trl.evaluation.answers import answer_with_fallback, option_letters
+from sophia_trl.evaluation.answers import answer_with_fallback, option_letters, parse_choice
 from sophia_trl.evaluation.generation import EvalPrompt, r1_prompt
 from sophia_trl.evaluation.judge import ChatJudge
 from sophia_trl.evaluation.loading import load_benchmark, to_image
@@ -246,7 +252,9 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
         if _is_multiple_choice(row):
             options = parse_options(row["options"])
             letters = option_letters(len(options))
-            prediction = parse_multi_choice_response(answer.text, letters, dict(zip(letters, options)))
+            prediction = parse_choice(answer.text, len(letters), options) if answer.source == "answer_tag" else None
+            if prediction is None:
+                prediction = parse_multi_choice_response(answer.text, letters, dict(zip(letters, options)))
             correct = eval_multi_choice(gold, prediction)
         else:
             prediction = parse_open_response(answer.text) if answer.text.strip() else None

@@ -44,9 +44,22 @@ def test_tagged_answer_is_returned_stripped(thinking, answer):
     assert extracted == ExtractedAnswer(answer.strip(), "answer_tag")
 
 
-def test_free_text_answer_takes_last_line_only_for_fallbacks():
-    assert free_text_answer(ExtractedAnswer("line one\nline two", "answer_tag")) == "line one\nline two"
-    assert free_text_answer(ExtractedAnswer("reasoning\n\nYes\n", "full_response")) == "Yes"
+@pytest.mark.parametrize(
+    "answer, expected",
+    [
+        (ExtractedAnswer("line one\nline two", "answer_tag"), "line one\nline two"),  # the tag content as is
+        (ExtractedAnswer("reasoning\n\nYes\n", "full_response"), "Yes"),  # reasoning, then the answer
+        # a bare answer, then an explanation: the answer is the first line
+        (ExtractedAnswer("Yes\nThe image shows a dog.", "full_response"), "Yes"),
+        (ExtractedAnswer("No.\n\nThere is no cat.", "after_think"), "No."),
+        (ExtractedAnswer("25%\nThe blue bar reads 25 percent.", "full_response"), "25%"),
+        (ExtractedAnswer("Okay, let me look\nThe answer is 25", "full_response"), "The answer is 25"),
+        (ExtractedAnswer("Yes", "full_response"), "Yes"),
+        (ExtractedAnswer("", "empty"), ""),
+    ],
+)
+def test_free_text_answer(answer, expected):
+    assert free_text_answer(answer) == expected
 
 
 OPTIONS = ["30", "40", "50", "60"]
@@ -70,10 +83,50 @@ OPTIONS = ["30", "40", "50", "60"]
         ("E", None),  # out of range for four options
         ("forty", None),
         ("", None),
+        # a final letter after a discussion of the other options; mentions and rejected options do not win
+        ("Option A gives 30, option C gives 50, so B.", "B"),
+        ("Checking each option: A: 30, B: 40. So B", "B"),
+        ("B is correct; A is wrong.", "B"),
+        ("B, not A.", "B"),
+        ("The answer is B. Option A is too small.", "B"),
+        ("Not A but C", "C"),
+        ("The angle is 40", "B"),  # the option's text inside the answer
+        ("It is 40 or 50", None),
+        ("B\nOption C does not match the figure.", "B"),
     ],
 )
 def test_parse_choice(text, expected):
     assert parse_choice(text, 4, OPTIONS) == expected
+
+
+@pytest.mark.parametrize(
+    "text, options, expected",
+    [
+        # options that are themselves letters or Roman numerals: the letter followed by its own text
+        ("A. I", ["I", "II", "III", "IV"], "A"),
+        ("(C) III", ["I", "II", "III", "IV"], "C"),
+        ("I", ["I", "II", "III", "IV"], "A"),  # out of range as a letter: the option's text
+        ("IV", ["I", "II", "III", "IV"], "D"),
+        ("A. B", ["B", "A", "D", "C"], "A"),
+        ("A", ["B", "A", "D", "C"], "A"),  # a letter in range is the letter
+        # an option's text inside a sentence (VLMEvalKit's can_infer_text), exactly one, not inside another option
+        ("It is China.", ["China", "Japan", "India", "Korea"], "A"),
+        ("I think it is Japan", ["China", "Japan", "India", "Korea"], "B"),
+        ("China or Japan", ["China", "Japan", "India", "Korea"], None),
+        ("It is in South China", ["South China", "China", "Japan", "India"], "A"),
+        ("It is China", ["South China", "China", "Japan", "India"], "B"),
+        ("It is 13", ["-3", "3", "0", "6"], None),  # "3" is not inside "13"
+        ("It is -3", ["-3", "3", "0", "6"], "A"),  # "3" inside "-3" is option A's text
+        ("I think it is 4", ["2", "4", "6", "8"], "B"),  # a short answer, longer than twice the options' texts
+        ("I think it is II", ["I", "II", "III", "IV"], "B"),  # the pronoun "I" is not option A
+        # an option's text holding a capital letter or an article is not a letter
+        ("It is Vitamin C", ["Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"], "B"),
+        ("so D. A Square", ["A circle", "A triangle", "A line", "A Square"], "D"),
+        ("B. $7", ["$5", "$7", "$9", "$11"], "B"),
+    ],
+)
+def test_parse_choice_with_option_texts(text, options, expected):
+    assert parse_choice(text, len(options), options) == expected
 
 
 @pytest.mark.parametrize(
@@ -91,6 +144,10 @@ def test_parse_choice(text, expected):
         ("45%", 45.0),
         ("x = 2, so y = 9", 9.0),  # the last number
         ("1e3", 1000.0),
+        ("62.8 cm^2", 62.8),  # a unit's exponent is not the number
+        ("62.8 \\text{cm}^{2}", 62.8),
+        ("9.8 m/s^2", 9.8),
+        ("2.5 \\times 10^{4}", 25000.0),  # a power of ten still is
         ("no number here", None),
         ("nan", None),
         ("", None),

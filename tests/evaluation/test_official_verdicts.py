@@ -38,6 +38,11 @@ INTEGER_25000 = {"question_type": "free_form", "answer_type": "integer", "choice
 FLOAT_HALF = {"question_type": "free_form", "answer_type": "float", "choices": None, "answer": "-0.5", "precision": 1}
 FLOAT_175 = {"question_type": "free_form", "answer_type": "float", "choices": None, "answer": "1.75", "precision": 2}
 LIST = {"question_type": "free_form", "answer_type": "list", "choices": None, "answer": "[1, 2]"}
+YEARS = {"question_type": "free_form", "answer_type": "list", "choices": None, "answer": "[2007, 2008]"}
+AREA = {"question_type": "free_form", "answer_type": "float", "choices": None, "answer": "62.8", "precision": 1}
+COUNTRIES = {"question_type": "multi_choice", "answer_type": "text", "choices": ["China", "Japan", "India", "Korea"],
+             "answer": "China"}  # fmt: skip
+ROMAN = {"question_type": "multi_choice", "answer_type": "text", "choices": ["I", "II", "III", "IV"], "answer": "I"}
 
 MATHVISTA_CASES = [
     # negative and numeric options: "-3" is exactly choice "-3" (the official nearest-option step finds it at distance 0)
@@ -75,6 +80,26 @@ MATHVISTA_CASES = [
     (tag("7/4"), FLOAT_175, True),
     (tag("4"), FLOAT_175, False),
     (tag("[1,2]"), LIST, True),  # lists ignore spaces (documented difference)
+    # lists as the official GPT extraction writes them ("Extracted answer: [2007, 2008]" in its demo prompt)
+    (tag("[2007, 2008]"), YEARS, True),
+    (tag("2007, 2008"), YEARS, True),
+    (tag("2007 and 2008"), YEARS, True),
+    (tag("The peak is between 2007 and 2008."), YEARS, True),
+    (tag("[2008, 2007]"), YEARS, False),  # the order is the answer's
+    (tag("2007"), YEARS, False),
+    # a unit's exponent is not the number: 62.8, never 2
+    (tag("62.8 cm^2"), AREA, True),
+    (tag("62.8 \\text{cm}^{2}"), AREA, True),
+    (tag("The area is 62.8 cm^2."), AREA, True),
+    # an option's text inside a sentence is that option; options that are themselves Roman numerals
+    (tag("It is China."), COUNTRIES, True),
+    (tag("It is Japan."), COUNTRIES, False),
+    (tag("A. I"), ROMAN, True),
+    (tag("I"), ROMAN, True),
+    (tag("IV"), ROMAN, False),
+    # the final letter after a discussion of the other options, not the rejected option mentioned last
+    (tag("Option B gives 3 and option C gives 0, so A."), SIGNED, True),
+    (tag("A is correct; B is wrong."), SIGNED, True),
     # cut-off responses and fallbacks: the last number of the reasoning is read (documented fallback)
     ("<think>The side is 12 / 3, so the side is 4", INTEGER_4, True),
     ("<think>Let me compute 7/4", INTEGER_4, False),  # the last number is 7/4 = 1.75
@@ -155,12 +180,17 @@ def test_mathverse(response, gold, expected):
 # `eval_multi_choice`. Open: `parse_open_response` (key sub-responses and `extract_numbers`, whose simple-number
 # pattern ends with `\b`: digits followed by a letter, as in "H2O", "2x", "10cm", are not numbers) and `eval_open`
 # (a number equals a numeric answer rounded to 2 places; a text answer must be inside a text prediction).
-# Deliberate differences (eval/README.md): a Unicode minus is a minus sign (the reference regex knows only "-" and
-# reads "−0.5" as 0.5); a fraction "a/b" is not read as its parts; "a × 10^b" is read as the number it writes.
+# Deliberate differences (eval/README.md): inside the answer tag, a multiple-choice answer is first read as the other
+# benchmarks read it (`parse_choice`), MMMU's parser taking over only when that reads nothing; a Unicode minus is a minus
+# sign (the reference regex knows only "-" and reads "−0.5" as 0.5); a fraction "a/b" is not read as its parts;
+# "a × 10^b" is read as the number it writes.
 # ---------------------------------------------------------------------------------------------------------------------
 
 DEGREES = "['30°', '40°', '50°', '60°']"
 SIGNED_OPTIONS = "['-3', '3', '0', '6']"
+DOLLARS = "['$5', '$7', '$9', '$11']"
+COUNTRY_OPTIONS = "['China', 'Japan', 'India', 'Korea']"
+ROMAN_OPTIONS = "['I', 'II', 'III', 'IV']"
 
 
 def mmmu_mc(answer: str, options: str = DEGREES) -> dict:
@@ -175,15 +205,25 @@ MMMU_CASES = [
     (tag("B"), mmmu_mc("B"), True),
     (tag("(B)"), mmmu_mc("B"), True),
     (tag("B."), mmmu_mc("B"), True),  # "." is stripped from the ends
-    (tag("b"), mmmu_mc("B"), False),  # " b " is not " B ": no candidate (random in the reference)
+    # inside the answer tag, the forms the other benchmarks read (the reference finds no candidate: a random letter)
+    (tag("b"), mmmu_mc("B"), True),
+    (tag("\\boxed{C}"), mmmu_mc("C"), True),
+    (tag("B. $7"), mmmu_mc("B", DOLLARS), True),
+    (tag("It is China."), mmmu_mc("A", COUNTRY_OPTIONS), True),
+    (tag("A. I"), mmmu_mc("A", ROMAN_OPTIONS), True),
+    # the stated letter wins: the reference reads " A " in "The answer is B. Option A is wrong ..."
+    (tag("The answer is B. Option A is wrong because it is too small."), mmmu_mc("B"), True),
+    ("<think>so it is b", mmmu_mc("B"), False),  # without the tag, MMMU's parser: no candidate
     (tag("(A) or (B)"), mmmu_mc("B"), True),  # two bracketed letters: the last one
     (tag("The angle is 40 degrees which matches option B"), mmmu_mc("B"), True),
     (tag("The angle must therefore be 40° in this figure"), mmmu_mc("B"), True),  # > 5 words: option text
-    (tag("40°"), mmmu_mc("B"), False),  # 5 words or fewer: no option-text search
+    (tag("40°"), mmmu_mc("B"), True),  # the option's text (the reference searches option texts after 5 words only)
     (tag("A"), mmmu_mc("A", SIGNED_OPTIONS), True),
-    (tag("-3"), mmmu_mc("A", SIGNED_OPTIONS), False),  # short: no candidate
-    # > 5 words: "-3" and "3" are both inside; the last occurrence ("3", one character later) wins
-    (tag("After simplifying, the final value is -3"), mmmu_mc("A", SIGNED_OPTIONS), False),
+    (tag("-3"), mmmu_mc("A", SIGNED_OPTIONS), True),  # option A's text
+    # option A's text in a short answer ("3" inside "-3" is not option B); the reference finds both "-3" and "3" (> 5
+    # words) and takes the one found last, "3"
+    (tag("After simplifying, the final value is -3"), mmmu_mc("A", SIGNED_OPTIONS), True),
+    ("<think>After simplifying, the final value is -3", mmmu_mc("A", SIGNED_OPTIONS), False),  # untagged: MMMU's
     ("<think>Looking at (C) first, but", mmmu_mc("B"), False),  # cut off: (C) is read
     (tag(""), mmmu_mc("B"), False),
     (tag("H2O"), mmmu_open("2"), False),  # "2" is followed by a letter: not a number
@@ -218,9 +258,10 @@ def test_mmmu(response, gold, expected):
 
 
 # ---------------------------------------------------------------------------------------------------------------------
-# MME: BradyFU/Awesome-Multimodal-Large-Language-Models (MME) eval_tool/calculation.py, `parse_pred_ans` on the
-# lower-cased answer: "yes"/"no" as is, else "yes" if the first four characters contain it, else "no" if they contain
-# it, else "other" (wrong).
+# MME: EvolvingLMMs-Lab/lmms-eval lmms_eval/tasks/mme/utils.py `parse_pred_ans` (MME's eval_tool/calculation.py rule
+# extended with one-letter answers), on the lower-cased answer without periods: "yes"/"no" as is, "y"/"n", else "yes"
+# if the first four characters contain it, else "no" if they contain it, else "other" (wrong). lmms-eval reads the
+# whole response, so an untagged "Yes" followed by an explanation is "yes".
 # ---------------------------------------------------------------------------------------------------------------------
 
 MME_CASES = [
@@ -245,7 +286,13 @@ MME_CASES = [
     (tag("There is no dog"), "No", False),  # "ther": other
     (tag("The answer is yes"), "Yes", False),
     (tag("It is yes"), "Yes", False),
-    (tag("Y"), "Yes", False),
+    (tag("Y"), "Yes", True),
+    (tag("y."), "Yes", True),
+    (tag("N"), "No", True),
+    (tag("N"), "Yes", False),
+    (tag("X"), "Yes", False),  # one letter, neither y nor n: other
+    ("Yes\nThe image shows a dog on the grass.", "Yes", True),  # no tags: the whole response starts with "yes"
+    ("<think>x</think>\nNo. There is no cat in the picture.\nIt shows a dog.", "No", True),
     (tag("\\boxed{Yes}"), "Yes", False),  # "\box": other
     (tag(" yes"), "Yes", True),
     ("<think>x</think>\nYes", "Yes", True),  # after </think>
@@ -265,16 +312,20 @@ def test_mme(response, gold, expected):
 
 # ---------------------------------------------------------------------------------------------------------------------
 # MMStar and MMBench: VLMEvalKit vlmeval/utils/matching_util.py `can_infer` (`can_infer_option`: exactly one option
-# letter among the words, after replacing ".()[],:;!*#{}" by spaces; else `can_infer_text`: exactly one option text
-# inside the answer), called from vlmeval/dataset/utils/multiple_choice.py `extract_answer_from_item`, which otherwise
+# letter among the words, after replacing ".()[],:;!*#{}" by spaces, within the last five words; else `can_infer_text`:
+# exactly one option text inside the answer, for an answer at most twice as long as the options), called from vlmeval/dataset/utils/multiple_choice.py `extract_answer_from_item`, which otherwise
 # asks ChatGPT (here unparsable). Where `can_infer_option` would count an article "A" as a second letter, or read
-# "A square" as option A, the verdict is the option the answer names (the article is not a letter): the letter stated as
-# the answer, or exactly one option's whole text, where ChatGPT would be asked.
+# "A square" or "Vitamin C" as the capital letter inside the option's text, the verdict is the option the answer names:
+# the letter stated as the answer, or the one option whose text it writes.
 # ---------------------------------------------------------------------------------------------------------------------
 
 SIGNED_MC = (["-3", "3", "0", "6"], "A")
 EVEN_MC = (["2", "4", "6", "8"], "B")
 SHAPES_MC = (["A circle", "A triangle", "A line", "A square"], "D")
+COUNTRIES_MC = (["China", "Japan", "India", "Korea"], "A")
+REGIONS_MC = (["South China", "China", "Japan", "India"], "B")
+ROMAN_MC = (["I", "II", "III", "IV"], "A")
+VITAMINS_MC = (["Vitamin A", "Vitamin C", "Vitamin D", "Vitamin K"], "B")
 
 VLMEVALKIT_CASES = [
     (tag("A"), SIGNED_MC, True),
@@ -309,6 +360,26 @@ VLMEVALKIT_CASES = [
     (tag(""), SHAPES_MC, False),
     ("<think>Option D shows a square", SHAPES_MC, True),  # cut off: the one letter in range
     ("<think>x</think> So the answer is (D).", SHAPES_MC, True),
+    # an option's text inside a sentence (can_infer_text); "China" inside "South China" is not a second option
+    (tag("It is China."), COUNTRIES_MC, True),
+    (tag("I think it is China"), COUNTRIES_MC, True),
+    (tag("It is Japan."), COUNTRIES_MC, False),
+    (tag("China or Japan"), COUNTRIES_MC, False),
+    (tag("It is China."), REGIONS_MC, True),
+    (tag("It is South China."), REGIONS_MC, False),
+    # options that are themselves Roman numerals: the letter followed by its own text, or the text alone
+    (tag("A. I"), ROMAN_MC, True),
+    (tag("(A) I"), ROMAN_MC, True),
+    (tag("I"), ROMAN_MC, True),
+    (tag("B. II"), ROMAN_MC, False),
+    (tag("IV"), ROMAN_MC, False),
+    # an option's text holding a capital letter is not that letter (can_infer_option reads C)
+    (tag("It is Vitamin C"), VITAMINS_MC, True),
+    # the final letter after reasoning that discussed other options: the rejected options do not win
+    (tag("Option A gives 30, option C gives 50, so D."), SHAPES_MC, True),
+    (tag("Checking each option: A: too small, B: too large. So D"), SHAPES_MC, True),
+    (tag("D is correct; B is wrong."), SHAPES_MC, True),
+    (tag("D, not B."), SHAPES_MC, True),
 ]
 
 
@@ -366,6 +437,8 @@ CHARTQA_CASES = [
     ("<think>x</think>\n25", "25", True),  # after </think>
     ("<think>Reading the chart\n25", "25", True),  # cut off: the last line is "25"
     ("<think>the bar for 2019 is 25", "25", False),  # cut off: the last line is a sentence
+    ("25\nThe bar for 2019 reaches 25.", "25", True),  # no tags: a bare first line followed by an explanation
+    ("Yes\nThe red bar is the tallest one.", "Yes", True),
     ("", "25", False),
 ]
 
