@@ -140,8 +140,9 @@ def trust_counts(log_history: list[dict], groups_per_step: int) -> str:
     """How many groups were mixed over the run, and in how many of them the judge's ranking lowered gamma."""
     entries = [e for e in log_history if "trust/alpha" in e]
     mixed = sum(round(e["trust/mixed_group_frac"] * groups_per_step) for e in entries)
-    untrusted = sum(round(e["trust/untrusted_frac"] * groups_per_step) for e in entries)
-    gammas = [e["trust/gamma_mean"] for e in entries if e["trust/untrusted_frac"] > 0]
+    # A step whose groups got no thinking term logs no gamma.
+    untrusted = sum(round(e.get("trust/untrusted_frac", 0.0) * groups_per_step) for e in entries)
+    gammas = [e["trust/gamma_mean"] for e in entries if e.get("trust/untrusted_frac", 0.0) > 0]
     lowest = f"; the lowest step mean of gamma was {min(gammas):.3f}" if gammas else ""
     return (
         f"{mixed} of {len(entries) * groups_per_step} groups were mixed; in {untrusted} of them the judge scored the "

@@ -23,6 +23,7 @@ from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletio
 from .trust import (
     OFFICIAL_MIN_OUTCOME,
     annealed_alpha,
+    fill_failed_scores,
     group_normalize,
     normalize_columns_jointly,
     official_preset_masks,
@@ -102,7 +103,12 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
 
     Datasets may mix image and text-only rows (`image` None, or an empty `images` list).
 
-    A failed judge call gives a NaN thinking reward: it is left out of gamma's means and adds nothing to the reward.
+    A failed judge call (asked, no score) tells nothing about its response, so it leaves the response where its group
+    would put it without the judge: the call is left out of gamma's means and of the reliability rules' AUC, and the
+    row gets its group's mean judge score before the thinking term is formed (before the per-group normalisation of
+    `"reliability_separate"`), so its thinking term is the group's mean one; a group where every call failed gets no
+    thinking term at all. Under the `official` preset the rows the released code never asks about (outcome < 0.2) keep
+    its 0; they are not failures, count in gamma's means as the released code counts them, and stay out of the AUC.
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
     every process computes the same weights even when a prompt's group is split across processes.
 
@@ -132,11 +138,16 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             judge has `score_async` (server backends) and scores in `_calculate_rewards` otherwise (local judges,
             which would compete with the log-prob passes for the same device); `False` always scores there.
 
-    Logged metrics (besides GRPO's): `trust/gamma_mean`, `trust/untrusted_frac` (groups with gamma < 1),
-    `trust/mixed_group_frac` (groups with correct and wrong completions), `trust/alpha` (annealed alpha),
-    `trust/outcome_reward_mean`, `trust/thinking_reward_mean` (raw judge scores), with a reliability rule
-    `trust/reliability_auc` (the running estimate), `trust/reliability_weight` (w) and `trust/batch_auc`,
-    `trust/judge_calls`, `trust/judge_skipped`, `trust/judge_failed`.
+    Logged metrics (besides GRPO's), each a mean over the batch's groups or rows as said: `trust/gamma_mean` and
+    `trust/untrusted_frac` (the fraction with gamma < 1) over the groups that get a thinking term (the judge scored at
+    least one of their rows and, under `official`, the group is not uniform; not logged for a batch without one),
+    `trust/mixed_group_frac` (groups with correct and wrong completions, over all groups), `trust/alpha` (annealed
+    alpha), `trust/outcome_reward_mean` (all rows), `trust/thinking_reward_mean` (the scores the judge gave, over the
+    rows it scored; not logged for a batch without one), with a reliability rule `trust/reliability_auc` (the running
+    estimate), `trust/reliability_weight` (w) and `trust/batch_auc` (this batch's pairs, when it has some), and the
+    counts `trust/judge_calls`, `trust/judge_skipped`, `trust/judge_failed`. The completions table gets the columns
+    `thinking_reward_raw` (the judge's score; NaN for a row not asked or a failed call) and `trust_gamma` (the
+    group's weight; NaN for a group without a thinking term).
     """
 
     _tag_names = ["trl", "grpo", "trust-grpo", "sophia-trl"]
@@ -196,12 +207,14 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             )
 
     def _group_trust_weights(
-        self, outcome: torch.Tensor, thinking: torch.Tensor, num_generations: int, mode: str
+        self, outcome: torch.Tensor, thinking: torch.Tensor, num_generations: int, mode: str, scores: torch.Tensor
     ) -> torch.Tensor:
         """Weight of each group's thinking reward under `args.trust_rule`, shape (num_groups,); logs the AUC estimate.
 
-        The reliability rules update their running AUC estimate from the gathered rewards of training batches only, so
-        it is the same on every process; evaluation batches use it without moving it.
+        The paper's gamma reads `thinking` (with the `official` preset's zeros, as the released code); the reliability
+        rules' AUC reads only `scores`, the scores the judge gave. They update their running AUC estimate from the
+        gathered rewards of training batches only, so it is the same on every process; evaluation batches use it
+        without moving it.
         """
         args: TrustGRPOConfig = self.args
         num_groups = outcome.numel() // num_generations
@@ -209,7 +222,7 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             if args.trust_weighting:
                 return trust_weights(outcome, thinking, num_generations, args.correct_threshold)
             return torch.ones(num_groups, device=outcome.device)
-        score_sum, num_pairs = ranking_pairs(outcome, thinking, num_generations, args.correct_threshold)
+        score_sum, num_pairs = ranking_pairs(outcome, scores, num_generations, args.correct_threshold)
         if mode == "train":
             self._reliability = update_reliability(self._reliability, score_sum, num_pairs, args.reliability_decay)
         auc = reliability_auc(self._reliability, args.reliability_prior)
@@ -304,29 +317,30 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         if alpha == 0.0:
             ask_judge = torch.zeros_like(ask_judge)
 
-        # Each process scores its own completions; the official preset's skipped rows in active groups score 0.
+        # Each process scores its own completions: `scores` holds what the judge said, NaN where it was not asked or
+        # the call failed.
         local = slice(
             self.accelerator.process_index * len(prompts), (self.accelerator.process_index + 1) * len(prompts)
         )
         local_ask = ask_judge[local]  # (B_local,)
-        local_thinking = torch.full((len(prompts),), torch.nan, device=outcome.device)  # (B_local,), NaN: no score
-        if active is not None:
-            local_active_rows = active.repeat_interleave(num_generations)[local]  # (B_local,)
-            local_thinking[local_active_rows & ~local_ask] = 0.0
+        local_scores = torch.full((len(prompts),), torch.nan, device=outcome.device)  # (B_local,)
         rows = local_ask.nonzero(as_tuple=True)[0].tolist()
         if rows:
-            scores = self._collect_judge_scores(rows, inputs, prompts, completions)
-            local_thinking[rows] = torch.tensor(
-                [torch.nan if s is None else float(s) for s in scores], device=outcome.device
+            replies = self._collect_judge_scores(rows, inputs, prompts, completions)
+            local_scores[rows] = torch.tensor(
+                [torch.nan if s is None else float(s) for s in replies], device=outcome.device
             )
-        local_failed = torch.isnan(local_thinking[local_ask]).sum()
-        thinking = gather(local_thinking)  # (B,) identical on every process
+        local_failed = torch.isnan(local_scores[local_ask]).sum()
+        scores = gather(local_scores)  # (B,) identical on every process
         # (3,): judge calls, rows not sent to the judge, failed calls, summed over processes
         counts = gather(torch.stack([local_ask.sum(), (~local_ask).sum(), local_failed]).view(1, 3)).sum(dim=0)
         if mode == "train":
             self._check_judge_failures(int(counts[0].item()), int(counts[2].item()))
 
-        gamma = self._group_trust_weights(outcome, thinking, num_generations, mode)  # (num_groups,)
+        thinking, with_term = self._thinking_rewards(scores, ask_judge, active, num_generations)  # (B,), (num_groups,)
+        gamma = self._group_trust_weights(outcome, thinking, num_generations, mode, scores)  # (num_groups,)
+        # A failed call takes its group's mean score after gamma is set (gamma's means leave it out).
+        thinking = fill_failed_scores(thinking, scores, ask_judge & torch.isnan(scores), num_generations)  # (B,)
         thinking_term = thinking  # (B,)
         if args.trust_rule == "reliability_separate":
             # norm(R_o) + w * alpha_t * norm(R_t): the columns arrive normalised per group, and with
@@ -341,17 +355,35 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         mixed = (grouped > 0) & (grouped < 1)  # (num_groups,)
         metrics = self._metrics[mode]
         metrics["trust/alpha"].append(alpha)
-        metrics["trust/gamma_mean"].append(gamma.mean().item())
-        metrics["trust/untrusted_frac"].append((gamma < 1).float().mean().item())
+        if with_term.any():  # what the trust rule decided, over the groups with a judge score
+            metrics["trust/gamma_mean"].append(gamma[with_term].mean().item())
+            metrics["trust/untrusted_frac"].append((gamma[with_term] < 1).float().mean().item())
         metrics["trust/mixed_group_frac"].append(mixed.float().mean().item())
-        metrics["trust/thinking_reward_mean"].append(torch.nanmean(thinking).item())
+        if not torch.isnan(scores).all():
+            metrics["trust/thinking_reward_mean"].append(torch.nanmean(scores).item())
         metrics["trust/judge_calls"].append(counts[0].item())
         metrics["trust/judge_skipped"].append(counts[1].item())
         metrics["trust/judge_failed"].append(counts[2].item())
-        # Per-completion columns of the completions table (TRL gathers these local slices itself).
-        self._log_completion_extra("thinking_reward_raw", thinking[local].tolist())
-        self._log_completion_extra("trust_gamma", gamma.repeat_interleave(num_generations)[local].tolist())
+        # Per-completion columns of the completions table (TRL gathers these local slices itself): what the judge said
+        # and the weight its group got, NaN where there is none.
+        no_weight = torch.full_like(gamma, torch.nan)
+        gamma_rows = torch.where(with_term, gamma, no_weight).repeat_interleave(num_generations)  # (B,)
+        self._log_completion_extra("thinking_reward_raw", scores[local].tolist())
+        self._log_completion_extra("trust_gamma", gamma_rows[local].tolist())
         return rewards_per_func
+
+    @staticmethod
+    def _thinking_rewards(
+        scores: torch.Tensor, ask_judge: torch.Tensor, active: torch.Tensor | None, num_generations: int
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The thinking rewards gamma reads, shape (B,): the judge's scores and, under the `official` preset, the
+        released code's 0 for the rows of an active group it does not ask about (outcome < 0.2); and which groups get
+        a thinking term, shape (num_groups,): those where the judge gave a score."""
+        with_term = ~torch.isnan(scores).view(-1, num_generations).all(dim=1)  # (num_groups,)
+        if active is None:
+            return scores, with_term
+        released = active.repeat_interleave(num_generations) & ~ask_judge  # (B,)
+        return torch.where(released, torch.zeros_like(scores), scores), with_term & active
 
     def _check_judge_failures(self, calls: int, failed: int) -> None:
         """Counts the step's failed judge calls; over the budget, saves a checkpoint of the last finished step and

@@ -12,7 +12,7 @@ stops training at the first logging step. The table built here has one row per c
 | `completion`          | the completion's text                                                     |
 | `<outcome reward>`    | the first reward function's value (e.g. `outcome_reward`)                 |
 | `thinking_reward_raw` | the judge's raw score in [0, 1] (NaN: failed or skipped call)             |
-| `trust_gamma`         | the trust weight gamma of the completion's group                          |
+| `trust_gamma`         | the trust weight gamma of the completion's group (NaN: no thinking term)  |
 | `thinking_reward`     | what the thinking reward added: gamma * alpha * exp(-step / T) * score    |
 | other columns         | other reward functions, other per-completion values logged with log_extra |
 | `advantage`           | the advantage the completion got                                          |

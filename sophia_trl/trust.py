@@ -8,6 +8,9 @@ For each group of G responses to one prompt, with outcome rewards `o` and thinki
              = exp(mu_c - mu_w)   otherwise
     R_i      = o_i + gamma * alpha * exp(-step / T) * t_i
 
+A failed judge call (asked, no score) is left out of mu_c and mu_w, and its row takes its group's mean judge score
+before the thinking term is formed, so that its thinking term is its group's mean one (`fill_failed_scores`).
+
 Rows are laid out as TRL lays them out after gathering: the G completions of a prompt are consecutive, so a tensor of
 shape (B,) views as (B / G, G).
 
@@ -142,8 +145,8 @@ def thinking_bonus(
 ) -> torch.Tensor:
     """The term added to each outcome reward: gamma_group * alpha * R_thinking (0 in inactive groups).
 
-    A NaN thinking reward (failed judge call) stays NaN, so that TRL's `nansum` over reward columns adds nothing for it
-    and its mean logs leave it out.
+    A NaN thinking reward (a row the judge was not asked about) stays NaN, so that TRL's `nansum` over reward columns
+    adds nothing for it and its mean logs leave it out; failed judge calls are filled first ([`fill_failed_scores`]).
 
     Returns:
         `torch.Tensor`: shape (B,).
@@ -153,6 +156,51 @@ def thinking_bonus(
     if active is not None:
         bonus = torch.where(active.view(-1, 1), bonus, torch.zeros_like(bonus))
     return bonus.view(-1)
+
+
+def fill_failed_scores(
+    thinking: torch.Tensor, scores: torch.Tensor, failed: torch.Tensor, num_generations: int
+) -> torch.Tensor:
+    """Puts each failed judge call where its group would put it without the judge: at the group's mean score.
+
+    A failed call (timeout, refused request, reply without a score) carries no information about its response. Taking
+    its score as 0 (or leaving it out of a sum, the same thing) ranks the response below every scored one of its group,
+    and group normalisation turns that into a large negative advantage. A failed row gets instead the mean of the
+    scores the judge gave in its group, so that its thinking term, which is affine in the score within a group (gamma *
+    alpha_t * t, or w * alpha_t * norm(t)), is the mean of the scored rows' terms; a group where the judge gave no score
+    gets 0 on its failed rows, so that it has no thinking term at all.
+
+    Args:
+        thinking (`torch.Tensor`):
+            The thinking rewards to fill, shape (B,), each group's rows consecutive (the `official` preset's rows not
+            asked hold its 0 there, which stays).
+        scores (`torch.Tensor`):
+            The scores the judge gave, shape (B,), NaN where it gave none (not asked, or failed).
+        failed (`torch.Tensor`):
+            Rows the judge was asked about and gave no score, shape (B,), bool.
+        num_generations (`int`):
+            Completions per prompt, G.
+
+    Returns:
+        `torch.Tensor`: `thinking` with the failed rows filled, shape (B,).
+
+    Example:
+        >>> nan = float("nan")
+        >>> scores = torch.tensor([0.8, nan, 0.6, nan, nan, nan])  # row 1 failed, row 3 not asked; group 2 failed
+        >>> failed = torch.tensor([False, True, False, False, True, True])
+        >>> fill_failed_scores(scores, scores, failed, num_generations=2)
+        tensor([0.8000, 0.8000, 0.6000,    nan, 0.0000, 0.0000])
+        >>> fill_failed_scores(scores[:4], scores[:4], failed[:4], num_generations=4)
+        tensor([0.8000, 0.7000, 0.6000,    nan])
+    """
+    # In float64, so that a group whose scores are all equal fills in exactly that value (a float32 mean can be an ulp
+    # off, which GRPO's division by (std + 1e-4) would magnify into a visible advantage).
+    s = _grouped(scores.double(), num_generations, "scores")  # (num_groups, G)
+    given = ~torch.isnan(s)
+    n = given.sum(dim=1, keepdim=True)  # (num_groups, 1)
+    mean = torch.nan_to_num(s, nan=0.0).sum(dim=1, keepdim=True) / n.clamp(min=1)  # (num_groups, 1), 0 without scores
+    fill = mean.expand_as(s).reshape(-1).float()  # (B,)
+    return torch.where(failed.view(-1), fill, thinking.float())
 
 
 def ranking_pairs(
@@ -243,7 +291,9 @@ def group_normalize(x: torch.Tensor, num_generations: int) -> torch.Tensor:
     Returns:
         `torch.Tensor`: shape (B,).
     """
-    v = _grouped(x.float(), num_generations, "rewards")  # (num_groups, G)
+    # In float64: a group of equal values then normalises to exactly 0 (a float32 mean can be an ulp off, which the
+    # division by (std + 1e-4) would magnify).
+    v = _grouped(x.double(), num_generations, "rewards")  # (num_groups, G)
     valid = ~torch.isnan(v)
     n = valid.sum(dim=1, keepdim=True)  # (num_groups, 1)
     v0 = torch.nan_to_num(v, nan=0.0)
@@ -251,7 +301,7 @@ def group_normalize(x: torch.Tensor, num_generations: int) -> torch.Tensor:
     var = (((v0 - mean) * valid) ** 2).sum(dim=1, keepdim=True) / (n - 1).clamp(min=1)
     out = (v - mean) / (var.sqrt() + NORM_EPS)
     out = torch.where(valid & (n < 2), torch.zeros_like(out), out)
-    return out.view(-1)
+    return out.view(-1).float()
 
 
 def normalize_columns_jointly(columns: torch.Tensor, weights: torch.Tensor, num_generations: int) -> torch.Tensor:

@@ -7,6 +7,7 @@ from hypothesis import strategies as st
 
 from sophia_trl.trust import (
     annealed_alpha,
+    fill_failed_scores,
     group_normalize,
     normalize_columns_jointly,
     official_preset_masks,
@@ -260,3 +261,39 @@ def test_reliability_properties(case):
     columns, weights = torch.stack([o, torch.tensor(fmt)], dim=1), torch.tensor([1.0, 0.5])
     joint = normalize_columns_jointly(columns, weights, g) @ weights
     torch.testing.assert_close(joint, group_normalize(columns @ weights, g), atol=1e-4, rtol=1e-4)
+
+
+def test_fill_failed_scores_hand_worked():
+    # Group 1: a failure beside 0.2, 0.4, 0.9 takes 0.5; group 2: a row not asked (the official preset's 0) stays, the
+    # failure takes the mean of the judge's 0.6 alone; group 3: every call failed, no thinking term (0).
+    scores = torch.tensor([0.2, 0.4, 0.9, nan, 0.6, nan, nan, nan, nan, nan, nan, nan])
+    thinking = torch.tensor([0.2, 0.4, 0.9, nan, 0.6, 0.0, nan, 0.0, nan, nan, nan, nan])
+    failed = torch.tensor([0, 0, 0, 1, 0, 0, 1, 0, 1, 1, 1, 1], dtype=torch.bool)
+    out = fill_failed_scores(thinking, scores, failed, num_generations=4)
+    torch.testing.assert_close(out, torch.tensor([0.2, 0.4, 0.9, 0.5, 0.6, 0.0, 0.6, 0.0, 0.0, 0.0, 0.0, 0.0]))
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(2, 8).flatmap(
+        lambda g: st.tuples(
+            st.just(g), st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=2 * g, max_size=2 * g)
+        )
+    )
+)
+def test_fill_failed_scores_puts_a_failure_at_its_groups_mean_term(case):
+    g, replies = case
+    scores = torch.tensor([nan if r is None else r for r in replies])
+    failed = torch.isnan(scores)
+    filled = fill_failed_scores(scores, scores, failed, g)
+    normalized = group_normalize(filled, g)
+    for group in range(2):
+        rows = slice(group * g, (group + 1) * g)
+        given_rows = ~failed[rows]
+        if not given_rows.any():  # no score at all: no thinking term
+            assert filled[rows].tolist() == [0.0] * g and normalized[rows].tolist() == [0.0] * g
+            continue
+        torch.testing.assert_close(filled[rows][given_rows], scores[rows][given_rows])  # scored rows unchanged
+        for values in (filled[rows], normalized[rows]):  # a failed row's term is the scored rows' mean term
+            want = values[given_rows].mean().expand(int(failed[rows].sum()))
+            torch.testing.assert_close(values[~given_rows], want, atol=1e-4, rtol=1e-4)

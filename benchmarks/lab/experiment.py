@@ -358,7 +358,7 @@ def group_diagnostics(
     if bonus is None or gamma is None:
         return result
     if mixed.any():
-        result["gamma_mixed"] = gamma.view(-1, num_generations)[mixed, 0].mean().item()
+        result["gamma_mixed"] = gamma.view(-1, num_generations)[mixed, 0].nanmean().item()  # NaN: no thinking term
     uniform = ~mixed
     if uniform.any():
         b = torch.nan_to_num(bonus.view(-1, num_generations)[uniform], nan=0.0)  # (num_uniform, G)

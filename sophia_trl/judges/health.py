@@ -1,8 +1,8 @@
 """The thinking judge's failure budget during training: a few failed calls are normal, an outage stops the run.
 
-A failed judge call gives a NaN thinking reward, which adds nothing to the reward. A judge that fails for most of the
-batch, step after step (its server died, was restarted with another model, or never came up), would otherwise let the
-run go on as plain GRPO without anyone noticing. [`JudgeFailureBudget`] counts the judge's calls and failures per
+A failed judge call leaves its response at its group's mean judge score (`sophia_trl.trust.fill_failed_scores`). A
+judge that fails for most of the batch, step after step (its server died, was restarted with another model, or never
+came up), would otherwise let the run go on as plain GRPO without anyone noticing. [`JudgeFailureBudget`] counts the judge's calls and failures per
 step over a window of steps and raises [`JudgeOutageError`] when the failed fraction exceeds the budget.
 """
 
@@ -25,8 +25,8 @@ class JudgeFailureBudget:
     [`~sophia_trl.TrustGRPOTrainer`] reports every scored step with [`update`]: the counts summed over all processes,
     so every process takes the same decision. The step's failed fraction is logged as one warning per step (when
     calls failed), not one line per request. Once `window` steps have been counted, a failed fraction over the last
-    `window` steps above `max_failed_fraction` raises [`JudgeOutageError`]; below it, failed calls stay NaN and the
-    run recovers by itself when the judge answers again.
+    `window` steps above `max_failed_fraction` raises [`JudgeOutageError`]; below it, failed calls take their group's
+    mean score and the run recovers by itself when the judge answers again.
 
     Args:
         judge_name (`str`):

@@ -56,6 +56,13 @@ def outcome_reward(completions, **kwargs):
     return [outcome_of(response_of(c)) for c in completions]
 
 
+def filled(scores: list[float | None], asked: list[bool]) -> list[float | None]:
+    """A failed call (asked, no score) takes the mean of the scores its group got, 0 when the group got none."""
+    given = [s for s, a in zip(scores, asked) if a and s is not None]
+    fill = statistics.fmean(given) if given else 0.0
+    return [fill if a and s is None else s for s, a in zip(scores, asked)]
+
+
 def expected_advantages(texts, step, T, preset, trust, annealing, judged=True):
     """Reference computation written out group by group, independent of sophia_trl.trust."""
     alpha = 0.3 * (math.exp(-step / T) if annealing == "exp" else 1.0)
@@ -63,23 +70,20 @@ def expected_advantages(texts, step, T, preset, trust, annealing, judged=True):
     for g in range(len(texts) // G):
         group = texts[g * G : (g + 1) * G]
         o = [outcome_of(t) for t in group]
-        if not judged:
-            t_scores = [0.0] * G
-            gamma = 1.0
+        uniform = all(x >= 0.9 for x in o) or all(x <= 0.1 for x in o)
+        if not judged or (preset == "official" and uniform):
+            terms = [0.0] * G  # no thinking reward at all
         else:
-            uniform = all(x >= 0.9 for x in o) or all(x <= 0.1 for x in o)
-            if preset == "official" and uniform:
-                t_scores = [0.0] * G
-            else:
-                t_scores = [(judge_of(t, x) if (preset == "paper" or x >= 0.2) else 0.0) for t, x in zip(group, o)]
+            asked = [preset == "paper" or x >= 0.2 for x in o]
+            # The judge's scores, None for a failed call; the official preset's rows not asked score 0.
+            t_scores = [judge_of(t, x) if a else 0.0 for t, x, a in zip(group, o, asked)]
             c = [s for s, x in zip(t_scores, o) if x >= 0.5 and s is not None]
             w = [s for s, x in zip(t_scores, o) if x < 0.5 and s is not None]
             gamma = 1.0
             if trust and c and w and sum(c) / len(c) < sum(w) / len(w):
                 gamma = math.exp(sum(c) / len(c) - sum(w) / len(w))
-            if preset == "official" and uniform:
-                gamma = 0.0
-        r = [x + gamma * alpha * (s if s is not None else 0.0) for x, s in zip(o, t_scores)]
+            terms = [gamma * alpha * s for s in filled(t_scores, asked)]
+        r = [x + term for x, term in zip(o, terms)]
         mean, std = statistics.fmean(r), statistics.stdev(r)
         advantages += [(x - mean) / (std + 1e-4) for x in r]
     return torch.tensor(advantages)
@@ -267,11 +271,11 @@ def expected_reliability_advantages(records, separate, prior, decay=0.9, length_
         advantages = []
         for group in groups:
             base = [outcome_of(t) + length_weight * (len(t) % 4) / 4 for t in group]
-            thinking = [graded_judge_of(t, outcome_of(t)) for t in group]
+            thinking = filled([graded_judge_of(t, outcome_of(t)) for t in group], [True] * G)
             if separate:
                 advantages += [b + w * alpha * s for b, s in zip(normalized(base), normalized(thinking))]
             else:
-                r = [b + w * alpha * (s if s is not None else 0.0) for b, s in zip(base, thinking)]
+                r = [b + w * alpha * s for b, s in zip(base, thinking)]
                 mean, std = statistics.fmean(r), statistics.stdev(r)
                 advantages += [(x - mean) / (std + 1e-4) for x in r]
         advantages_per_step.append(torch.tensor(advantages))
