@@ -1,12 +1,12 @@
-"""A judge that fails: hostile HTTP 200 replies are failed calls (None), the failure budget's arithmetic, and the check
-before training (bounded in time, with messages that say what to do)."""
+"""A judge that fails: hostile HTTP 200 replies are failed calls (None), the failure budget's arithmetic, an error with one
+process, and the check before training (bounded in time, with messages that say what to do)."""
 
 import time
 
 import pytest
 
 from sophia_trl.judges import OpenAIJudge
-from sophia_trl.judges.health import JudgeFailureBudget, JudgeOutageError
+from sophia_trl.judges.health import JudgeFailureBudget, JudgeOutageError, raise_on_every_process
 from sophia_trl.judges.preflight import JudgeCheckError, check_judge
 
 
@@ -116,3 +116,13 @@ def test_check_judge_scores_the_probe_image(loopback_server):
         assert check_judge(judge) == 1.0
         assert judge.num_requests == 0  # the probe is not a training call and is not cached
     assert len(server.images) == 1 and server.images[0].size == (56, 56)
+
+
+def test_an_error_passes_unchanged_with_one_process():
+    # Without a process group there is no one to tell: the block's own exception comes out, nothing is swallowed.
+    with pytest.raises(JudgeOutageError, match="^judge down$") as raised:
+        with raise_on_every_process():
+            raise JudgeOutageError("judge down")
+    assert not getattr(raised.value, "__notes__", None)
+    with raise_on_every_process():
+        pass
