@@ -120,9 +120,72 @@ def test_check_judge_scores_the_probe_image(loopback_server):
 
 def test_an_error_passes_unchanged_with_one_process():
     # Without a process group there is no one to tell: the block's own exception comes out, nothing is swallowed.
-    with pytest.raises(JudgeOutageError, match="^judge down$") as raised:
+    with pytest.raises(JudgeOutageError) as raised:
         with raise_on_every_process():
             raise JudgeOutageError("judge down")
+    assert str(raised.value) == "judge down"
     assert not getattr(raised.value, "__notes__", None)
     with raise_on_every_process():
         pass
+
+
+class FakeProcessGroup:
+    """`torch.distributed` as `raise_on_every_process` sees it from process `rank` of 2, the other process reporting
+    `other` (None, or (rank, class, class name, message))."""
+
+    def __init__(self, rank, other):
+        self.rank, self.other = rank, other
+
+    is_available = is_initialized = staticmethod(lambda: True)
+    get_world_size = staticmethod(lambda: 2)
+
+    def get_rank(self):
+        return self.rank
+
+    def all_gather_object(self, reports, report):
+        reports[self.rank], reports[1 - self.rank] = report, self.other
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, code, detail):
+        super().__init__(f"{code}: {detail}")
+
+
+@pytest.mark.parametrize(
+    "other, expected_class, expected_message",
+    [
+        ((1, ConnectionError, "ConnectionError", "judge refused"), ConnectionError, "judge refused"),
+        # A class that cannot be rebuilt from its message, or did not survive pickling: a RuntimeError naming it.
+        ((1, NeedsTwoArguments, "NeedsTwoArguments", "7: gone"), RuntimeError, "NeedsTwoArguments: 7: gone"),
+        ((1, None, "LocalError", "gone"), RuntimeError, "LocalError: gone"),
+    ],
+)
+def test_another_process_s_error_is_raised_here(monkeypatch, other, expected_class, expected_message):
+    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(0, other))
+    with pytest.raises(expected_class) as raised:
+        with raise_on_every_process():
+            pass  # this process's judge answered
+    assert type(raised.value) is expected_class and str(raised.value) == expected_message
+    assert raised.value.__notes__ == ["Raised on process 1; every process of the run stops with this error."]
+
+
+def test_the_lowest_failing_process_s_error_wins(monkeypatch):
+    monkeypatch.setattr(
+        "sophia_trl.judges.health.dist", FakeProcessGroup(1, (0, TimeoutError, "TimeoutError", "slow"))
+    )
+    with pytest.raises(TimeoutError) as raised:
+        with raise_on_every_process():
+            raise ValueError("this process's own error")
+    assert str(raised.value) == "slow"
+    assert isinstance(raised.value.__cause__, ValueError)  # kept as the cause
+    monkeypatch.setattr(
+        "sophia_trl.judges.health.dist", FakeProcessGroup(0, (1, TimeoutError, "TimeoutError", "slow"))
+    )
+    with pytest.raises(ValueError) as raised:
+        with raise_on_every_process():
+            raise ValueError("mine")
+    assert str(raised.value) == "mine"
+    assert raised.value.__notes__ == ["Raised on process 0; every process of the run stops with this error."]
+    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(0, None))
+    with raise_on_every_process():
+        pass  # nobody failed
