@@ -152,40 +152,34 @@ class NeedsTwoArguments(Exception):
 
 
 @pytest.mark.parametrize(
-    "other, expected_class, expected_message",
+    "rank, own_error, other, expected_class, expected_message, from_rank",
     [
-        ((1, ConnectionError, "ConnectionError", "judge refused"), ConnectionError, "judge refused"),
+        (0, None, (1, ConnectionError, "ConnectionError", "judge refused"), ConnectionError, "judge refused", 1),
         # A class that cannot be rebuilt from its message, or did not survive pickling: a RuntimeError naming it.
-        ((1, NeedsTwoArguments, "NeedsTwoArguments", "7: gone"), RuntimeError, "NeedsTwoArguments: 7: gone"),
-        ((1, None, "LocalError", "gone"), RuntimeError, "LocalError: gone"),
+        (0, None, (1, NeedsTwoArguments, "NeedsTwoArguments", "7: x"), RuntimeError, "NeedsTwoArguments: 7: x", 1),
+        (0, None, (1, None, "LocalError", "gone"), RuntimeError, "LocalError: gone", 1),
+        # Both fail: the lowest failing process's error, on both.
+        (1, ValueError("mine"), (0, TimeoutError, "TimeoutError", "slow"), TimeoutError, "slow", 0),
+        (0, ValueError("mine"), (1, TimeoutError, "TimeoutError", "slow"), ValueError, "mine", 0),
     ],
 )
-def test_another_process_s_error_is_raised_here(monkeypatch, other, expected_class, expected_message):
-    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(0, other))
+def test_the_error_of_the_lowest_failing_process_is_raised(
+    monkeypatch, rank, own_error, other, expected_class, expected_message, from_rank
+):
+    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(rank, other))
     with pytest.raises(expected_class) as raised:
         with raise_on_every_process():
-            pass  # this process's judge answered
+            if own_error is not None:
+                raise own_error
     assert type(raised.value) is expected_class and str(raised.value) == expected_message
-    assert raised.value.__notes__ == ["Raised on process 1; every process of the run stops with this error."]
+    assert raised.value.__notes__ == [
+        f"Raised on process {from_rank}; every process of the run stops with this error."
+    ]
+    if own_error is not None and raised.value is not own_error:
+        assert raised.value.__cause__ is own_error  # this process's own error is kept as the cause
 
 
-def test_the_lowest_failing_process_s_error_wins(monkeypatch):
-    monkeypatch.setattr(
-        "sophia_trl.judges.health.dist", FakeProcessGroup(1, (0, TimeoutError, "TimeoutError", "slow"))
-    )
-    with pytest.raises(TimeoutError) as raised:
-        with raise_on_every_process():
-            raise ValueError("this process's own error")
-    assert str(raised.value) == "slow"
-    assert isinstance(raised.value.__cause__, ValueError)  # kept as the cause
-    monkeypatch.setattr(
-        "sophia_trl.judges.health.dist", FakeProcessGroup(0, (1, TimeoutError, "TimeoutError", "slow"))
-    )
-    with pytest.raises(ValueError) as raised:
-        with raise_on_every_process():
-            raise ValueError("mine")
-    assert str(raised.value) == "mine"
-    assert raised.value.__notes__ == ["Raised on process 0; every process of the run stops with this error."]
+def test_nothing_is_raised_when_no_process_failed(monkeypatch):
     monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(0, None))
     with raise_on_every_process():
-        pass  # nobody failed
+        pass
