@@ -17,7 +17,7 @@ from trl.trainer.utils import get_config_model_id, get_trackio_space_url, is_asy
 
 from .configs import TrustGRPOConfig
 from .judges import judge_inputs
-from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label
+from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label, raise_on_every_process
 from .model_cards import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
 from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging, reward_func_kwargs
 from .trust import (
@@ -110,7 +110,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
     thinking term at all. Under the `official` preset the rows the released code never asks about (outcome < 0.2) keep
     its 0; they are not failures, count in gamma's means as the released code counts them, and stay out of the AUC.
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so
-    every process computes the same weights even when a prompt's group is split across processes.
+    every process computes the same weights even when a prompt's group is split across processes. A judge that raises
+    on one process makes every process raise the same error before the scores are gathered
+    ([`~sophia_trl.judges.health.raise_on_every_process`]).
 
     With a judge that has `score_async` (the server backend, [`~sophia_trl.judges.OpenAIJudge`]), each process sends
     its completions to the judge the moment generation returns (`_on_completions`) and collects the scores in
@@ -257,8 +259,12 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             rows = list(range(len(prompts)))
         if not rows:
             return
-        questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows))
-        future = judge.score_async(list(questions), list(responses), list(images))
+        try:
+            questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows))
+            future = judge.score_async(list(questions), list(responses), list(images))
+        except Exception as error:  # raised where `_calculate_rewards` collects it, on every process at once
+            future = Future()
+            future.set_exception(error)
         self._pending_judgement = (completions, rows, future)
 
     def _official_rows_to_send(self, inputs, prompts, completions, completion_ids_list) -> list[int]:
@@ -325,8 +331,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         local_ask = ask_judge[local]  # (B_local,)
         local_scores = torch.full((len(prompts),), torch.nan, device=outcome.device)  # (B_local,)
         rows = local_ask.nonzero(as_tuple=True)[0].tolist()
+        with raise_on_every_process():  # a judge error on one process must not leave the others in the gather below
+            replies = self._collect_judge_scores(rows, inputs, prompts, completions) if rows else []
         if rows:
-            replies = self._collect_judge_scores(rows, inputs, prompts, completions)
             local_scores[rows] = torch.tensor(
                 [torch.nan if s is None else float(s) for s in replies], device=outcome.device
             )

@@ -1,15 +1,24 @@
-"""The thinking judge's failure budget during training: a few failed calls are normal, an outage stops the run.
+"""The thinking judge's health during training: a few failed calls are normal, an outage stops the run, and an error
+on one process stops every process.
 
 A failed judge call leaves its response at its group's mean judge score (`sophia_trl.trust.fill_failed_scores`). A
 judge that fails for most of the batch, step after step (its server died, was restarted with another model, or never
 came up), would otherwise let the run go on as plain GRPO without anyone noticing. [`JudgeFailureBudget`] counts the judge's calls and failures per
 step over a window of steps and raises [`JudgeOutageError`] when the failed fraction exceeds the budget.
+
+A judge that raises (rather than failing a call) on one process must not leave the others waiting in the gather of
+the scores: [`raise_on_every_process`] makes every process raise the same error.
 """
 
 from __future__ import annotations
 
 import collections
+import contextlib
 import logging
+import pickle
+from collections.abc import Iterator
+
+import torch.distributed as dist
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +128,57 @@ def judge_label(judge: object) -> str:
     config = getattr(model, "config", None)
     path = getattr(judge, "model_name_or_path", None) or getattr(config, "_name_or_path", None)
     return f"{kind} from {path}" if path else kind
+
+
+@contextlib.contextmanager
+def raise_on_every_process() -> Iterator[None]:
+    """
+    Makes an exception raised in the block on any process raise on every process, before the next collective.
+
+    Every process of the run must enter the block (it ends with a collective, even when nothing was raised). When the
+    block raises on some processes, each process raises the error of the lowest-ranked failing process: that process
+    its own exception, the others one of the same class with the same message (a `RuntimeError` naming the class when
+    the class cannot be rebuilt from its message), each with a note naming the process it came from. Without this, a
+    judge error on one process stops only that process, and the others wait in the gather of the scores until the
+    launcher or the collective's timeout kills them. With one process (or without `torch.distributed`) the block's
+    error is raised unchanged.
+
+    Example:
+
+    ```python
+    with raise_on_every_process():
+        scores = judge.score(questions, responses, images)  # may raise on one process only
+    scores = gather(scores)  # every process gets here, or none does
+    ```
+    """
+    if not (dist.is_available() and dist.is_initialized()) or dist.get_world_size() == 1:
+        yield
+        return
+    error: Exception | None = None
+    try:
+        yield
+    except Exception as raised:
+        error = raised
+    report = None
+    if error is not None:
+        try:
+            error_class = pickle.loads(pickle.dumps(type(error)))  # the other processes rebuild it by name
+        except Exception:
+            error_class = None
+        report = (dist.get_rank(), error_class, type(error).__name__, str(error))
+    reports: list = [None] * dist.get_world_size()
+    dist.all_gather_object(reports, report)
+    failed = [r for r in reports if r is not None]
+    if not failed:
+        return
+    rank, error_class, class_name, message = failed[0]
+    note = f"Raised on process {rank}; every process of the run stops with this error."
+    if rank == dist.get_rank():
+        error.add_note(note)
+        raise error
+    try:
+        shared = error_class(message)
+    except Exception:
+        shared = RuntimeError(f"{class_name}: {message}")
+    shared.add_note(note)
+    raise shared from error

@@ -1,12 +1,12 @@
-"""A judge that fails: hostile HTTP 200 replies are failed calls (None), the failure budget's arithmetic, and the check
-before training (bounded in time, with messages that say what to do)."""
+"""A judge that fails: hostile HTTP 200 replies are failed calls (None), the failure budget's arithmetic, an error with one
+process, and the check before training (bounded in time, with messages that say what to do)."""
 
 import time
 
 import pytest
 
 from sophia_trl.judges import OpenAIJudge
-from sophia_trl.judges.health import JudgeFailureBudget, JudgeOutageError
+from sophia_trl.judges.health import JudgeFailureBudget, JudgeOutageError, raise_on_every_process
 from sophia_trl.judges.preflight import JudgeCheckError, check_judge
 
 
@@ -116,3 +116,70 @@ def test_check_judge_scores_the_probe_image(loopback_server):
         assert check_judge(judge) == 1.0
         assert judge.num_requests == 0  # the probe is not a training call and is not cached
     assert len(server.images) == 1 and server.images[0].size == (56, 56)
+
+
+def test_an_error_passes_unchanged_with_one_process():
+    # Without a process group there is no one to tell: the block's own exception comes out, nothing is swallowed.
+    with pytest.raises(JudgeOutageError) as raised:
+        with raise_on_every_process():
+            raise JudgeOutageError("judge down")
+    assert str(raised.value) == "judge down"
+    assert not getattr(raised.value, "__notes__", None)
+    with raise_on_every_process():
+        pass
+
+
+class FakeProcessGroup:
+    """`torch.distributed` as `raise_on_every_process` sees it from process `rank` of 2, the other process reporting
+    `other` (None, or (rank, class, class name, message))."""
+
+    def __init__(self, rank, other):
+        self.rank, self.other = rank, other
+
+    is_available = is_initialized = staticmethod(lambda: True)
+    get_world_size = staticmethod(lambda: 2)
+
+    def get_rank(self):
+        return self.rank
+
+    def all_gather_object(self, reports, report):
+        reports[self.rank], reports[1 - self.rank] = report, self.other
+
+
+class NeedsTwoArguments(Exception):
+    def __init__(self, code, detail):
+        super().__init__(f"{code}: {detail}")
+
+
+@pytest.mark.parametrize(
+    "rank, own_error, other, expected_class, expected_message, from_rank",
+    [
+        (0, None, (1, ConnectionError, "ConnectionError", "judge refused"), ConnectionError, "judge refused", 1),
+        # A class that cannot be rebuilt from its message, or did not survive pickling: a RuntimeError naming it.
+        (0, None, (1, NeedsTwoArguments, "NeedsTwoArguments", "7: x"), RuntimeError, "NeedsTwoArguments: 7: x", 1),
+        (0, None, (1, None, "LocalError", "gone"), RuntimeError, "LocalError: gone", 1),
+        # Both fail: the lowest failing process's error, on both.
+        (1, ValueError("mine"), (0, TimeoutError, "TimeoutError", "slow"), TimeoutError, "slow", 0),
+        (0, ValueError("mine"), (1, TimeoutError, "TimeoutError", "slow"), ValueError, "mine", 0),
+    ],
+)
+def test_the_error_of_the_lowest_failing_process_is_raised(
+    monkeypatch, rank, own_error, other, expected_class, expected_message, from_rank
+):
+    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(rank, other))
+    with pytest.raises(expected_class) as raised:
+        with raise_on_every_process():
+            if own_error is not None:
+                raise own_error
+    assert type(raised.value) is expected_class and str(raised.value) == expected_message
+    assert raised.value.__notes__ == [
+        f"Raised on process {from_rank}; every process of the run stops with this error."
+    ]
+    if own_error is not None and raised.value is not own_error:
+        assert raised.value.__cause__ is own_error  # this process's own error is kept as the cause
+
+
+def test_nothing_is_raised_when_no_process_failed(monkeypatch):
+    monkeypatch.setattr("sophia_trl.judges.health.dist", FakeProcessGroup(0, None))
+    with raise_on_every_process():
+        pass
