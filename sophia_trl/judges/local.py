@@ -14,6 +14,7 @@ from typing import Any
 import torch
 from PIL import Image
 
+from ..model_utils import loading_whole
 from .base import ThinkingJudge
 from .messages import build_judge_inputs, build_openai_messages
 from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score, score_token_ids
@@ -149,7 +150,8 @@ class TransformersJudge(_LocalJudge):
         # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
         self.tokenizer.padding_side = "left"
         kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
+        with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
+            self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
         self.model.to(self.device).eval()
 
     @torch.no_grad()
@@ -164,6 +166,9 @@ class TransformersJudge(_LocalJudge):
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                # Under ZeRO-3, transformers would keep every process generating until all are done (the passes of a
+                # partitioned model); this judge is whole, and processes run different numbers of batches.
+                synced_gpus=False,
             )
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             for i, text in zip(idx, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
@@ -241,7 +246,8 @@ class ScalarJudge(_LocalJudge):
         from .scalar_model import load_scalar_reward_model
 
         super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
-        self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
+        with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
+            self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
         self.model.to(self.device).eval()
 
     @torch.no_grad()
