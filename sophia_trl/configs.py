@@ -274,6 +274,14 @@ class TrustGRPOScriptArguments(ImageDataArguments):
     judge_max_concurrency: int = field(default=32, metadata={"help": "Requests in flight to the judge server."})
     judge_timeout: float = field(default=60.0, metadata={"help": "Seconds before one judge request times out."})
     judge_max_retries: int = field(default=3, metadata={"help": "Retries of a failed judge request."})
+    judge_max_images_per_row: int = field(
+        default=1,
+        metadata={
+            "help": "Most images one dataset row may have, for the in-process vLLM judge ('vllm'), which reserves "
+            "memory for them (vLLM's limit_mm_per_prompt). The other backends take every image of a row; a vLLM "
+            "server takes as many as it was started with (MAX_IMAGES of scripts/serve_judge.sh)."
+        },
+    )
     judge_load_in_4bit: bool = field(
         default=False,
         metadata={
@@ -328,6 +336,8 @@ class TrustGRPOScriptArguments(ImageDataArguments):
             raise ValueError(f"ocr_mode={self.ocr_mode!r} is not one of {OCR_MODES}.")
         if self.numerical_timeout <= 0:
             raise ValueError(f"numerical_timeout must be a positive number of seconds, got {self.numerical_timeout}.")
+        if self.judge_max_images_per_row < 1:
+            raise ValueError(f"judge_max_images_per_row must be >= 1, got {self.judge_max_images_per_row}.")
         if self.judge_load_in_4bit and self.judge_load_in_8bit:
             raise ValueError("Set at most one of judge_load_in_4bit and judge_load_in_8bit.")
         if (self.judge_load_in_4bit or self.judge_load_in_8bit) and self.judge_backend not in LOCAL_JUDGE_BACKENDS:

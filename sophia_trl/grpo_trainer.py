@@ -100,7 +100,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
     their group mean, which is 0. TRL's `rewards/<name>/mean` logs show these rescaled columns; the raw means are
     `trust/outcome_reward_mean` and `trust/thinking_reward_mean`.
 
-    Datasets may mix image and text-only rows (`image` None, or an empty `images` list).
+    Datasets may mix image and text-only rows (`image` None, or an empty `images` list); every image of a row with
+    several reaches the judge, in order. Evaluation batches are scored as training batches unless
+    `args.thinking_reward_on_eval` is `False`: then their thinking column is 0 and the judge is not asked.
 
     A failed judge call gives a NaN thinking reward: it is left out of gamma's means and adds nothing to the reward.
     The judge runs on each process's own completions; the trust weights are computed from the gathered rewards, so

@@ -12,10 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from PIL import Image
 
 from ..model_utils import loading_whole
-from .base import ThinkingJudge
+from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_judge_inputs, build_openai_messages
 from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score, score_token_ids
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
@@ -69,7 +68,7 @@ class _LocalJudge(ThinkingJudge):
         self.tokenizer = self.processor.tokenizer
 
     def _batches(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None], assistant_prefix: str = ""
+        self, questions: list[str], responses: list[str], images: list[RowImages], assistant_prefix: str = ""
     ) -> Iterator[tuple[list[int], Any]]:
         """(row indices, model inputs on the device) per batch; `assistant_prefix` starts the judge's answer."""
         for idx in _length_sorted_batches(questions, responses, self.batch_size):
@@ -155,9 +154,7 @@ class TransformersJudge(_LocalJudge):
         self.model.to(self.device).eval()
 
     @torch.no_grad()
-    def generate_texts(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
-    ) -> list[str]:
+    def generate_texts(self, questions: list[str], responses: list[str], images: list[RowImages]) -> list[str]:
         """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
         outputs: list[str] = [""] * len(questions)
         for idx, inputs in self._batches(questions, responses, images):
@@ -177,7 +174,7 @@ class TransformersJudge(_LocalJudge):
 
     @torch.no_grad()
     def expected_scores(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         """The expected-score readout of each row (one forward pass per batch), without the cache."""
         ids = self._score_ids or score_token_ids(self.tokenizer)
@@ -194,7 +191,7 @@ class TransformersJudge(_LocalJudge):
         return scores
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         if self.readout == "expected":
             return self.expected_scores(questions, responses, images)
@@ -252,7 +249,7 @@ class ScalarJudge(_LocalJudge):
 
     @torch.no_grad()
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         scores: list[float | None] = [None] * len(questions)
         for idx, inputs in self._batches(questions, responses, images):
@@ -281,6 +278,9 @@ class VLLMJudge(ThinkingJudge):
             GPUs the judge is sharded over.
         image_format (`str`, *optional*, defaults to `"PNG"`):
             Encoding of images in the chat messages.
+        max_images_per_row (`int`, *optional*, defaults to `1`):
+            Most images one row may have (vLLM's `limit_mm_per_prompt`, which it reserves memory for); a row with more
+            raises a `ValueError` that says so.
         llm_kwargs (`dict` or `None`, *optional*, defaults to `None`):
             Extra arguments of `vllm.LLM` (e.g. `max_model_len`, `dtype`).
         cache_size (`int`, *optional*, defaults to `4096`):
@@ -304,6 +304,7 @@ class VLLMJudge(ThinkingJudge):
         gpu_memory_utilization: float = 0.3,
         tensor_parallel_size: int = 1,
         image_format: str = "PNG",
+        max_images_per_row: int = 1,
         llm_kwargs: dict[str, Any] | None = None,
         cache_size: int = 4096,
         judge_prompt: JudgePrompt | None = None,
@@ -311,6 +312,8 @@ class VLLMJudge(ThinkingJudge):
     ):
         if readout not in JUDGE_READOUTS:
             raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
+        if max_images_per_row < 1:
+            raise ValueError(f"max_images_per_row must be >= 1, got {max_images_per_row}.")
         try:
             import vllm
         except ImportError as err:
@@ -322,12 +325,13 @@ class VLLMJudge(ThinkingJudge):
             ) from err
         super().__init__(cache_size=cache_size)
         self.image_format = image_format
+        self.max_images_per_row = max_images_per_row
         self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
         kwargs = {
             "model": str(model_name_or_path),
             "gpu_memory_utilization": gpu_memory_utilization,
             "tensor_parallel_size": tensor_parallel_size,
-            "limit_mm_per_prompt": {"image": 1},
+            "limit_mm_per_prompt": {"image": max_images_per_row},
             **(llm_kwargs or {}),
         }
         self.llm = vllm.LLM(**kwargs)
@@ -341,8 +345,14 @@ class VLLMJudge(ThinkingJudge):
             self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
+        most = max((len(image_list(row_images)) for row_images in images), default=0)
+        if most > self.max_images_per_row:
+            raise ValueError(
+                f"A row has {most} images, more than the {self.max_images_per_row} per row this VLLMJudge was started "
+                "with: build it with max_images_per_row (recipes: judge_max_images_per_row) at least that large."
+            )
         conversations = [
             build_openai_messages(q, r, img, self.image_format, judge_prompt=self.judge_prompt)
             for q, r, img in zip(questions, responses, images)
