@@ -31,8 +31,12 @@ def length_reward(completions, **kwargs):
     return [length_of(response_of(c)) for c in completions]
 
 
+def judge_of(text: str) -> float:
+    return (len(text) % 5) / 4  # varies within a group, unlike the outcome and length columns' sum
+
+
 class ModeRecordingJudge:
-    """Scores 0.9 for every row and records whether the trainer was training or evaluating when it was asked."""
+    """Scores `judge_of` and records whether the trainer was training or evaluating when it was asked."""
 
     def __init__(self):
         self.trainer = None
@@ -40,7 +44,7 @@ class ModeRecordingJudge:
 
     def score(self, questions, responses, images=None):
         self.modes += ["train" if self.trainer.model.training else "eval"] * len(responses)
-        return [0.9] * len(responses)
+        return [judge_of(r) for r in responses]
 
 
 class OverlappedModeRecordingJudge(ModeRecordingJudge):
@@ -97,6 +101,7 @@ def test_eval_batches_use_the_judge_only_when_asked(
         tmp_path,
         reward_weights=[1.0, LENGTH_WEIGHT],
         thinking_reward_annealing="none",  # alpha = 0.3 at every step, train and eval
+        trust_weighting=False,  # gamma = 1: the thinking term is alpha * judge score
         thinking_reward_on_eval=on_eval,
         eval_strategy="steps",
         eval_steps=1,
@@ -119,17 +124,12 @@ def test_eval_batches_use_the_judge_only_when_asked(
     assert judge.modes.count("eval") == (num_eval_rows if on_eval else 0)
     for texts, advantages in trainer.eval_records:
         base = [outcome_of(t) + LENGTH_WEIGHT * length_of(t) for t in texts]
-        if on_eval:
-            # The judge's 0.9 in every row, with gamma = 1 (no mixed group ranks wrong above right): a constant
-            # shift that group normalisation removes, so the advantages are those of the base reward as well ...
-            rewards = [b + 0.3 * 0.9 for b in base]
-        else:
-            rewards = base
+        rewards = [b + 0.3 * judge_of(t) for b, t in zip(base, texts)] if on_eval else base
         torch.testing.assert_close(advantages, group_normalized(rewards), atol=1e-4, rtol=1e-4)
 
     eval_logs = [entry for entry in trainer.state.log_history if "eval_rewards/thinking_reward/mean" in entry]
     assert eval_logs
     for entry in eval_logs:
-        # ... and the thinking column says which: 0 without the judge, gamma * alpha * 0.9 with it.
-        assert entry["eval_rewards/thinking_reward/mean"] == pytest.approx(0.3 * 0.9 if on_eval else 0.0)
+        # The thinking column adds nothing without the judge; the judge's metrics are logged only when it is asked.
+        assert (entry["eval_rewards/thinking_reward/mean"] > 0) == on_eval
         assert ("eval_trust/judge_calls" in entry) == on_eval
