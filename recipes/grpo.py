@@ -24,7 +24,7 @@ from transformers import AutoModelForImageTextToText, set_seed
 from trl import ModelConfig, TrlParser
 
 from sophia_trl.callbacks import SaveOnPreemptionCallback
-from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
+from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments, check_one_vllm_engine
 from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.judges import load_thinking_judge
@@ -76,6 +76,8 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         training_args.trust_weighting,
     )
 
+    # Settings that cannot run together, refused before anything loads.
+    check_one_vllm_engine(script_args.judge_backend, training_args)
     # A missing local model, judge or dataset is a step not yet run: say which one before loading anything.
     local_judge = script_args.judge_backend in ("transformers", "scalar", "vllm")
     check_local_paths(

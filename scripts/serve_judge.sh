@@ -18,6 +18,7 @@
 #   CUDA_VISIBLE_DEVICES     GPUs of the judge, e.g. the last GPU of the node while the policy trains on the others
 #   GPU_MEMORY_UTILIZATION   vLLM's share of GPU memory (default 0.9: the judge has its GPU to itself)
 #   MAX_MODEL_LEN            vLLM context length (default 8192: the judge prompt, a long response and one image)
+#   MAX_IMAGES               vLLM's most images per request (default 1): the most images one dataset row has
 #   DEVICE                   transformers serve device (default auto)
 #
 # Example, 8 GPUs: judge on GPU 7, Trust-GRPO on GPUs 0-6.
@@ -57,7 +58,7 @@ case "$backend" in
             --host "$host" --port "$port" \
             --max-model-len "${MAX_MODEL_LEN:-8192}" \
             --gpu-memory-utilization "${GPU_MEMORY_UTILIZATION:-0.9}" \
-            --limit-mm-per-prompt '{"image": 1}' \
+            --limit-mm-per-prompt "{\"image\": ${MAX_IMAGES:-1}}" \
             "$@"
         ;;
     transformers)

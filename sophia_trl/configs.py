@@ -93,6 +93,10 @@ class TrustGRPOConfig(GRPOConfig):
             `"paper"` asks the judge about every completion. `"official"` reproduces the released code: no judge call
             for completions whose outcome reward is below 0.2 (their thinking reward is 0), and no thinking reward
             for a group whose outcomes are all >= 0.9 or all <= 0.1.
+        thinking_reward_on_eval (`bool`, *optional*, defaults to `True`):
+            Score evaluation batches with the thinking reward too, as training batches (one judge call per
+            evaluation completion). `False` scores them by the outcome reward (and the other reward functions) alone,
+            without asking the judge, as the released code validates; the paper's recipes set it.
 
         > Parameters that control the trust weight
 
@@ -134,6 +138,14 @@ class TrustGRPOConfig(GRPOConfig):
             "outcome reward is < 0.2 (thinking reward 0) and give no thinking reward to groups whose outcomes are all "
             ">= 0.9 or all <= 0.1.",
             "choices": list(THINKING_REWARD_PRESETS),
+        },
+    )
+    thinking_reward_on_eval: bool = field(
+        default=True,
+        metadata={
+            "help": "Score evaluation batches with the thinking reward too (the judge is asked about every evaluation "
+            "completion). False: evaluation rewards are the outcome reward (and the other reward functions) alone and "
+            "the judge gets no call during evaluation, as the released code validates."
         },
     )
 
@@ -262,6 +274,14 @@ class TrustGRPOScriptArguments(ImageDataArguments):
     judge_max_concurrency: int = field(default=32, metadata={"help": "Requests in flight to the judge server."})
     judge_timeout: float = field(default=60.0, metadata={"help": "Seconds before one judge request times out."})
     judge_max_retries: int = field(default=3, metadata={"help": "Retries of a failed judge request."})
+    judge_max_images_per_row: int = field(
+        default=1,
+        metadata={
+            "help": "Most images one dataset row may have, for the in-process vLLM judge ('vllm'), which reserves "
+            "memory for them (vLLM's limit_mm_per_prompt). The other backends take every image of a row; a vLLM "
+            "server takes as many as it was started with (MAX_IMAGES of scripts/serve_judge.sh)."
+        },
+    )
     judge_load_in_4bit: bool = field(
         default=False,
         metadata={
@@ -316,6 +336,8 @@ class TrustGRPOScriptArguments(ImageDataArguments):
             raise ValueError(f"ocr_mode={self.ocr_mode!r} is not one of {OCR_MODES}.")
         if self.numerical_timeout <= 0:
             raise ValueError(f"numerical_timeout must be a positive number of seconds, got {self.numerical_timeout}.")
+        if self.judge_max_images_per_row < 1:
+            raise ValueError(f"judge_max_images_per_row must be >= 1, got {self.judge_max_images_per_row}.")
         if self.judge_load_in_4bit and self.judge_load_in_8bit:
             raise ValueError("Set at most one of judge_load_in_4bit and judge_load_in_8bit.")
         if (self.judge_load_in_4bit or self.judge_load_in_8bit) and self.judge_backend not in LOCAL_JUDGE_BACKENDS:
@@ -324,6 +346,35 @@ class TrustGRPOScriptArguments(ImageDataArguments):
                 f"{LOCAL_JUDGE_BACKENDS}), not judge_backend={self.judge_backend!r}: quantise a served judge in its "
                 "server (e.g. vllm serve --quantization bitsandbytes)."
             )
+
+
+def check_one_vllm_engine(judge_backend: str, args: GRPOConfig) -> None:
+    """
+    Refuses an in-process vLLM judge beside TRL's colocated vLLM policy engine: two vLLM engines in one process.
+
+    vLLM sets up its distributed and model-parallel state once per process (TRL's colocated engine sets it up for the
+    policy's tensor-parallel group), and each engine reserves its share of the GPU's memory as if alone, so a second
+    engine in the process cannot start cleanly. The judge goes behind a server instead.
+
+    Args:
+        judge_backend (`str`):
+            The judge's backend, one of `JUDGE_BACKENDS` (`TrustGRPOScriptArguments.judge_backend`).
+        args ([`~trl.GRPOConfig`]):
+            The training settings: `use_vllm` and `vllm_mode`.
+
+    Raises:
+        `ValueError`: `judge_backend="vllm"` with `use_vllm=True` and `vllm_mode="colocate"`; the message names the
+            server backend.
+    """
+    if judge_backend == "vllm" and args.use_vllm and args.vllm_mode == "colocate":
+        raise ValueError(
+            "judge_backend='vllm' would start a second vLLM engine in this process, beside TRL's colocated policy "
+            "engine (use_vllm: true, vllm_mode: colocate); vLLM keeps its distributed state and memory reservation per "
+            "process, so two engines in one process do not work. Serve the judge instead: `scripts/serve_judge.sh "
+            "vllm JUDGE_MODEL 8001` on its own GPU, then judge_backend: openai, judge_base_url: "
+            "http://127.0.0.1:8001/v1, judge_model_name_or_path: judge. (Or generate with vllm_mode: server, or "
+            "score with judge_backend: transformers.)"
+        )
 
 
 @dataclass

@@ -15,8 +15,8 @@ from torch import nn
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id, get_trackio_space_url, is_async_callable
 
-from .configs import TrustGRPOConfig
-from .judges import judge_inputs
+from .configs import TrustGRPOConfig, check_one_vllm_engine
+from .judges import VLLMJudge, judge_inputs
 from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label, raise_on_every_process
 from .model_cards import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
 from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging, reward_func_kwargs
@@ -101,7 +101,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
     their group mean, which is 0. TRL's `rewards/<name>/mean` logs show these rescaled columns; the raw means are
     `trust/outcome_reward_mean` and `trust/thinking_reward_mean`.
 
-    Datasets may mix image and text-only rows (`image` None, or an empty `images` list).
+    Datasets may mix image and text-only rows (`image` None, or an empty `images` list); every image of a row with
+    several reaches the judge, in order. Evaluation batches are scored as training batches unless
+    `args.thinking_reward_on_eval` is `False`: then their thinking column is 0 and the judge is not asked.
 
     A failed judge call (asked, no score) tells nothing about its response, so it leaves the response where its group
     would put it without the judge: the call is left out of gamma's means and of the reliability rules' AUC, and the
@@ -180,6 +182,8 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         if thinking_judge is not None:
             if not callable(getattr(thinking_judge, "score", None)):
                 raise TypeError("thinking_judge must have a `score(questions, responses, images)` method.")
+            if isinstance(thinking_judge, VLLMJudge):
+                check_one_vllm_engine("vllm", args)
             reward_funcs.append(thinking_reward)
             if overlap_judge and not callable(getattr(thinking_judge, "score_async", None)):
                 raise ValueError(
@@ -244,12 +248,18 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             self.state.global_step, args.thinking_reward_alpha, horizon, args.thinking_reward_annealing
         )
 
+    def _judges_batch(self, mode: str) -> bool:
+        """Whether the judge scores a batch of `mode`: always in training, in evaluation with `thinking_reward_on_eval`."""
+        return mode == "train" or self.args.thinking_reward_on_eval
+
     def _on_completions(self, inputs, prompts, completions, completion_ids_list) -> None:
         # Sends this process's rows to the judge now; `_calculate_rewards` collects the scores after TRL's log-prob
         # passes and rule-based rewards, which then run while the requests are in flight.
         self._pending_judgement = None
         judge = self.thinking_judge
         if judge is None or self.overlap_judge is False or not callable(getattr(judge, "score_async", None)):
+            return
+        if not self._judges_batch("train" if self.model.training else "eval"):
             return
         if self._judge_alpha() == 0.0:
             return  # `_calculate_rewards` asks the judge nothing
@@ -309,6 +319,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         outcome = rewards_per_func[:, 0].clone()  # (B,) gathered over processes; a copy, the columns may be rescaled
         self._metrics[mode]["trust/outcome_reward_mean"].append(torch.nanmean(outcome).item())
         if self.thinking_judge is None:
+            return rewards_per_func
+        if not self._judges_batch(mode):
+            rewards_per_func[:, -1] = 0.0  # (B,) no thinking term: the reward is the other columns' alone
             return rewards_per_func
 
         args: TrustGRPOConfig = self.args

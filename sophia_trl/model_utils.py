@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import logging
 import os
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -207,3 +208,35 @@ def judge_model_init_kwargs(load_in_4bit: bool = False, load_in_8bit: bool = Fal
     if torch.cuda.is_available():
         kwargs["device_map"] = {"": PartialState().local_process_index}  # quantised on load, on this process's GPU
     return kwargs
+
+
+@contextmanager
+def loading_whole() -> Iterator[None]:
+    """
+    Models loaded inside this block are whole on every process, also under an active DeepSpeed ZeRO-3 configuration.
+
+    With ZeRO-3 active (`accelerate launch --config_file accelerate_configs/zero3.yaml`: the training arguments register
+    transformers' DeepSpeed configuration when they are parsed), `from_pretrained` builds a model inside
+    `deepspeed.zero.Init`, which partitions each weight over the processes; every forward pass then gathers the weights
+    from all processes, so all of them must run the same passes at the same time. That suits the policy and TRL's
+    reference model; an in-process judge scores each process's own completions, in batches whose number differs
+    between processes, so it is loaded whole instead: transformers' DeepSpeed configuration is set aside during the
+    load and restored after it. (A quantised model is never partitioned: transformers skips `zero.Init` for it.)
+
+    Written against transformers 5.23, whose `is_deepspeed_zero3_enabled` reads the module-level weak reference
+    `transformers.integrations.deepspeed._hf_deepspeed_config_weak_ref`; `tests/judges/test_zero3_loading.py` fails if
+    that moves.
+    """
+    from transformers.integrations import deepspeed as hf_deepspeed
+
+    reference = hf_deepspeed._hf_deepspeed_config_weak_ref
+    config = reference() if reference is not None else None
+    if config is None or not hf_deepspeed.is_deepspeed_zero3_enabled():
+        yield
+        return
+    logger.info("DeepSpeed ZeRO-3 is active: loading the judge whole on this process, not partitioned.")
+    hf_deepspeed.unset_hf_deepspeed_config()
+    try:
+        yield
+    finally:
+        hf_deepspeed.set_hf_deepspeed_config(config)

@@ -19,19 +19,36 @@ import hashlib
 import logging
 import threading
 from collections import OrderedDict
+from collections.abc import Sequence
 
 from PIL import Image
 
 logger = logging.getLogger(__name__)
 
 
-def image_hash(image: Image.Image | None) -> str | None:
-    """A content hash of an image (mode, size and pixels), so equal images share cache entries."""
-    if image is None:
+# A row's images as the judges take them: `None` (a text-only row), one image, or the row's images in order.
+RowImages = Image.Image | Sequence[Image.Image] | None
+
+
+def image_list(images: RowImages) -> list[Image.Image]:
+    """A row's images as a list, in order: `[]` for a text-only row (`None` or an empty list), `[image]` for one."""
+    if images is None:
+        return []
+    if isinstance(images, Image.Image):
+        return [images]
+    return list(images)
+
+
+def image_hash(images: RowImages) -> str | None:
+    """A content hash of a row's images (mode, size and pixels of each, in order), so equal inputs share cache entries;
+    `None` for a text-only row."""
+    images = image_list(images)
+    if not images:
         return None
     digest = hashlib.blake2b(digest_size=16)
-    digest.update(f"{image.mode}:{image.size}".encode())
-    digest.update(image.tobytes())
+    for image in images:
+        digest.update(f"{image.mode}:{image.size}".encode())
+        digest.update(image.tobytes())
     return digest.hexdigest()
 
 
@@ -68,7 +85,7 @@ class ThinkingJudge:
         self,
         questions: list[str],
         responses: list[str],
-        images: list[Image.Image | None] | None = None,
+        images: list[RowImages] | None = None,
     ) -> list[float | None]:
         """Scores the reasoning of each response.
 
@@ -77,8 +94,9 @@ class ThinkingJudge:
                 The question of each row.
             responses (`list[str]`):
                 The response to judge in each row (the full completion text).
-            images (`list[PIL.Image.Image | None]` or `None`, *optional*, defaults to `None`):
-                The image of each row, `None` for a text-only row; `None` for the whole argument when no row has one.
+            images (`list[PIL.Image.Image | list[PIL.Image.Image] | None]` or `None`, *optional*, defaults to `None`):
+                The image of each row, a list of images for a row with several (all of them reach the judge, in
+                order), `None` for a text-only row; `None` for the whole argument when no row has one.
 
         Returns:
             `list[float | None]`: One score in [0, 1] per row, `None` where the judge failed or gave no score.
@@ -89,7 +107,10 @@ class ThinkingJudge:
         if images is None:
             images = [None] * n
         elif len(images) != n:
-            raise ValueError(f"Got {n} questions but {len(images)} images; pass one image (or None) per question.")
+            raise ValueError(
+                f"Got {n} questions but {len(images)} images; pass one entry per question: an image, a list of the "
+                "question's images, or None."
+            )
         for i, (q, r) in enumerate(zip(questions, responses)):
             if not isinstance(q, str) or not isinstance(r, str):
                 raise TypeError(
@@ -141,7 +162,7 @@ class ThinkingJudge:
         return results
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         """Scores rows that are not in the cache; one `float | None` per row."""
         raise NotImplementedError(f"{type(self).__name__} must implement _score_uncached.")

@@ -21,8 +21,8 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
         script_args ([`~sophia_trl.configs.TrustGRPOScriptArguments`] or any object with its `judge_*` fields):
             `judge_backend` (`"transformers"`, `"scalar"`, `"openai"`, `"vllm"` or `"none"`),
             `judge_model_name_or_path`, `judge_base_url`, `judge_batch_size`, `judge_max_new_tokens`,
-            `judge_max_concurrency`, `judge_timeout`, `judge_max_retries`, `judge_load_in_4bit`, `judge_load_in_8bit`,
-            `judge_prompt_template` and `judge_readout`.
+            `judge_max_concurrency`, `judge_timeout`, `judge_max_retries`, `judge_max_images_per_row`,
+            `judge_load_in_4bit`, `judge_load_in_8bit`, `judge_prompt_template` and `judge_readout`.
 
     Returns:
         [`~sophia_trl.judges.TransformersJudge`], [`~sophia_trl.judges.ScalarJudge`],
@@ -79,4 +79,10 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
             judge_prompt=judge_prompt,
             **readout,
         )
-    return VLLMJudge(name, max_new_tokens=script_args.judge_max_new_tokens, judge_prompt=judge_prompt, **readout)
+    return VLLMJudge(
+        name,
+        max_new_tokens=script_args.judge_max_new_tokens,
+        max_images_per_row=script_args.judge_max_images_per_row,
+        judge_prompt=judge_prompt,
+        **readout,
+    )

@@ -12,9 +12,9 @@ from collections.abc import Iterator
 from typing import Any
 
 import torch
-from PIL import Image
 
-from .base import ThinkingJudge
+from ..model_utils import loading_whole
+from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_judge_inputs, build_openai_messages
 from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score, score_token_ids
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
@@ -68,7 +68,7 @@ class _LocalJudge(ThinkingJudge):
         self.tokenizer = self.processor.tokenizer
 
     def _batches(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None], assistant_prefix: str = ""
+        self, questions: list[str], responses: list[str], images: list[RowImages], assistant_prefix: str = ""
     ) -> Iterator[tuple[list[int], Any]]:
         """(row indices, model inputs on the device) per batch; `assistant_prefix` starts the judge's answer."""
         for idx in _length_sorted_batches(questions, responses, self.batch_size):
@@ -149,13 +149,12 @@ class TransformersJudge(_LocalJudge):
         # Generation appends after the last token: pad on the left so every row's prompt ends at the same column.
         self.tokenizer.padding_side = "left"
         kwargs = {"dtype": dtype, **(model_init_kwargs or {})}
-        self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
+        with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
+            self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
         self.model.to(self.device).eval()
 
     @torch.no_grad()
-    def generate_texts(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
-    ) -> list[str]:
+    def generate_texts(self, questions: list[str], responses: list[str], images: list[RowImages]) -> list[str]:
         """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
         outputs: list[str] = [""] * len(questions)
         for idx, inputs in self._batches(questions, responses, images):
@@ -164,6 +163,9 @@ class TransformersJudge(_LocalJudge):
                 max_new_tokens=self.max_new_tokens,
                 do_sample=False,
                 pad_token_id=self.tokenizer.pad_token_id,
+                # Under ZeRO-3, transformers would keep every process generating until all are done (the passes of a
+                # partitioned model); this judge is whole, and processes run different numbers of batches.
+                synced_gpus=False,
             )
             new_tokens = generated[:, inputs["input_ids"].shape[1] :]
             for i, text in zip(idx, self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)):
@@ -172,7 +174,7 @@ class TransformersJudge(_LocalJudge):
 
     @torch.no_grad()
     def expected_scores(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         """The expected-score readout of each row (one forward pass per batch), without the cache."""
         ids = self._score_ids or score_token_ids(self.tokenizer)
@@ -189,7 +191,7 @@ class TransformersJudge(_LocalJudge):
         return scores
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         if self.readout == "expected":
             return self.expected_scores(questions, responses, images)
@@ -241,12 +243,13 @@ class ScalarJudge(_LocalJudge):
         from .scalar_model import load_scalar_reward_model
 
         super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
-        self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
+        with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
+            self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
         self.model.to(self.device).eval()
 
     @torch.no_grad()
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         scores: list[float | None] = [None] * len(questions)
         for idx, inputs in self._batches(questions, responses, images):
@@ -275,6 +278,9 @@ class VLLMJudge(ThinkingJudge):
             GPUs the judge is sharded over.
         image_format (`str`, *optional*, defaults to `"PNG"`):
             Encoding of images in the chat messages.
+        max_images_per_row (`int`, *optional*, defaults to `1`):
+            Most images one row may have (vLLM's `limit_mm_per_prompt`, which it reserves memory for); a row with more
+            raises a `ValueError` that says so.
         llm_kwargs (`dict` or `None`, *optional*, defaults to `None`):
             Extra arguments of `vllm.LLM` (e.g. `max_model_len`, `dtype`).
         cache_size (`int`, *optional*, defaults to `4096`):
@@ -298,6 +304,7 @@ class VLLMJudge(ThinkingJudge):
         gpu_memory_utilization: float = 0.3,
         tensor_parallel_size: int = 1,
         image_format: str = "PNG",
+        max_images_per_row: int = 1,
         llm_kwargs: dict[str, Any] | None = None,
         cache_size: int = 4096,
         judge_prompt: JudgePrompt | None = None,
@@ -305,6 +312,8 @@ class VLLMJudge(ThinkingJudge):
     ):
         if readout not in JUDGE_READOUTS:
             raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
+        if max_images_per_row < 1:
+            raise ValueError(f"max_images_per_row must be >= 1, got {max_images_per_row}.")
         try:
             import vllm
         except ImportError as err:
@@ -316,12 +325,13 @@ class VLLMJudge(ThinkingJudge):
             ) from err
         super().__init__(cache_size=cache_size)
         self.image_format = image_format
+        self.max_images_per_row = max_images_per_row
         self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
         kwargs = {
             "model": str(model_name_or_path),
             "gpu_memory_utilization": gpu_memory_utilization,
             "tensor_parallel_size": tensor_parallel_size,
-            "limit_mm_per_prompt": {"image": 1},
+            "limit_mm_per_prompt": {"image": max_images_per_row},
             **(llm_kwargs or {}),
         }
         self.llm = vllm.LLM(**kwargs)
@@ -335,8 +345,14 @@ class VLLMJudge(ThinkingJudge):
             self.sampling_params = vllm.SamplingParams(temperature=0.0, max_tokens=max_new_tokens)
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
+        most = max((len(image_list(row_images)) for row_images in images), default=0)
+        if most > self.max_images_per_row:
+            raise ValueError(
+                f"A row has {most} images, more than the {self.max_images_per_row} per row this VLLMJudge was started "
+                "with: build it with max_images_per_row (recipes: judge_max_images_per_row) at least that large."
+            )
         conversations = [
             build_openai_messages(q, r, img, self.image_format, judge_prompt=self.judge_prompt)
             for q, r, img in zip(questions, responses, images)

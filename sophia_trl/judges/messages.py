@@ -1,7 +1,7 @@
 """The judge's conversation: its inputs from an item, and its renderings for local models, SFT rows and servers.
 
 Every way of scoring goes through two functions of this module, so a change to what the judge sees is made once:
-[`judge_inputs`] builds the judge's inputs (question, response, image) from an item (a judge-data row or a policy
+[`judge_inputs`] builds the judge's inputs (question, response, images) from an item (a judge-data row or a policy
 rollout), and [`build_judge_messages`] turns them into the judge's conversation with a [`JudgePrompt`]; the local
 models' inputs ([`build_judge_inputs`]), the stage-1 SFT rows ([`format_judge_sft_example`]) and the server requests
 ([`build_openai_messages`]) are all rendered from it.
@@ -17,6 +17,7 @@ from typing import Any
 from PIL import Image
 
 from ..prompts import last_message_text, strip_instruction
+from .base import RowImages, image_list
 from .scores import format_score
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
 
@@ -36,26 +37,29 @@ def response_of(completion: str | list[dict[str, Any]]) -> str:
     return last_message_text(completion, role="assistant") or ""
 
 
-def image_of(row: Mapping[str, Any]) -> Image.Image | None:
-    """The first image of a dataset row (`image` or `images` column), or None for a text-only row."""
-    if row.get("images"):
-        return row["images"][0]
-    return row.get("image")
+def image_of(row: Mapping[str, Any]) -> RowImages:
+    """The images of a dataset row (`image` or `images` column) as the judges take them: the image of a row with one,
+    the list of them in order for a row with several, `None` for a text-only row."""
+    images = image_list(row.get("images") or row.get("image"))
+    if not images:
+        return None
+    return images[0] if len(images) == 1 else images
 
 
 def judge_inputs(
     row: Mapping[str, Any],
     prompt: str | list[dict[str, Any]] | None = None,
     completion: str | list[dict[str, Any]] | None = None,
-) -> tuple[str, str, Image.Image | None]:
-    """The judge's inputs for one item: the question, the response to judge and the question's image.
+) -> tuple[str, str, RowImages]:
+    """The judge's inputs for one item: the question, the response to judge and the question's image(s).
 
     An item is either a judge-data row, read from its columns, or a policy rollout, read from the policy's prompt and
     completion with the image from the dataset row:
 
-    - `judge_inputs(row)`: `row` has `question`, `response` and optionally `image` (stage-1 training and evaluation
-      data, labelling);
-    - `judge_inputs(row, prompt, completion)`: `row` is the policy's dataset row (its `image` or `images` column),
+    - `judge_inputs(row)`: `row` has `question`, `response` and optionally `image` or `images` (stage-1 training and
+      evaluation data, labelling);
+    - `judge_inputs(row, prompt, completion)`: `row` is the policy's dataset row (its `image` or `images` column: every
+      image of a row with several reaches the judge, in order, as they reach the policy),
       `prompt` the policy prompt and `completion` the policy's completion, as TRL's `GRPOTrainer` passes them to
       reward functions. The question is the text of the prompt's last user message ([`question_of`]) without the
       reasoning and answer-format instruction the policy prompt adds ([`~sophia_trl.prompts.strip_instruction`]):
@@ -70,8 +74,9 @@ def judge_inputs(
             The policy's completion, plain or conversational. Give it together with `prompt`.
 
     Returns:
-        `tuple[str, str, PIL.Image.Image | None]`: The question, the response and the image (`None` for a text-only
-        item), the arguments of [`~sophia_trl.judges.ThinkingJudge.score`] for one row.
+        `tuple[str, str, PIL.Image.Image | list[PIL.Image.Image] | None]`: The question, the response and the image
+        ([`image_of`]: a list for an item with several, `None` for a text-only item), the arguments of
+        [`~sophia_trl.judges.ThinkingJudge.score`] for one row.
 
     Example:
 
@@ -101,7 +106,7 @@ def judge_inputs(
 def build_judge_messages(
     question: str,
     response: str,
-    image: Image.Image | None = None,
+    image: RowImages = None,
     judge_prompt: JudgePrompt | None = None,
 ) -> list[dict[str, Any]]:
     """Builds the judge's conversation for one (question, response) pair.
@@ -111,9 +116,10 @@ def build_judge_messages(
             The question the response answers, as the user asked it.
         response (`str`):
             The full response to judge, reasoning and answer included.
-        image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
-            The question's image. When given, an image block (`{"type": "image", "image": image}`) goes where the
-            template's `{image}` is, or before the text of the user turn when it has none.
+        image (`PIL.Image.Image`, `list[PIL.Image.Image]` or `None`, *optional*, defaults to `None`):
+            The question's image, or its images in order. Each becomes an image block (`{"type": "image", "image":
+            image}`); the blocks go, in order, where the template's `{image}` is, or before the text of the user turn
+            when it has none (as TRL places a policy prompt's images).
         judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt template; this project's ([`JUDGE_SYSTEM_PROMPT`], [`JUDGE_USER_TEMPLATE`]) when `None`.
 
@@ -122,14 +128,15 @@ def build_judge_messages(
         the format that processors' `apply_chat_template` and TRL's vision datasets use.
     """
     system, before, after = (judge_prompt or DEFAULT_JUDGE_PROMPT).render(question, response)
+    images = image_list(image)
     user_content: list[dict[str, Any]] = []
-    if image is None:
+    if not images:
         user_content.append({"type": "text", "text": before + after})
     else:
-        # No empty text blocks around the image: a chat template would render them as nothing, a server may refuse.
+        # No empty text blocks around the images: a chat template would render them as nothing, a server may refuse.
         if before:
             user_content.append({"type": "text", "text": before})
-        user_content.append({"type": "image", "image": image})
+        user_content += [{"type": "image", "image": img} for img in images]
         if after:
             user_content.append({"type": "text", "text": after})
     messages = [{"role": "user", "content": user_content}]
@@ -142,7 +149,7 @@ def build_judge_inputs(
     processor: Any,
     questions: list[str],
     responses: list[str],
-    images: list[Image.Image | None],
+    images: list[RowImages],
     judge_prompt: JudgePrompt | None = None,
     assistant_prefix: str = "",
 ) -> Any:
@@ -158,8 +165,9 @@ def build_judge_inputs(
             The question of each row.
         responses (`list[str]`):
             The response of each row.
-        images (`list[PIL.Image.Image | None]`):
-            The image of each row, `None` for a text-only row; rows with and without images can be mixed.
+        images (`list[PIL.Image.Image | list[PIL.Image.Image] | None]`):
+            The image of each row (a list for a row with several), `None` for a text-only row; rows with and without
+            images can be mixed.
         judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt template; this project's when `None`.
         assistant_prefix (`str`, *optional*, defaults to `""`):
@@ -177,8 +185,8 @@ def build_judge_inputs(
         + assistant_prefix
         for q, r, img in zip(questions, responses, images)
     ]
-    # The processor matches images to image placeholders in order, so the images of the image rows, in row order.
-    flat_images = [img for img in images if img is not None]
+    # The processor matches images to image placeholders in order: every image of every row, in row order.
+    flat_images = [img for row_images in images for img in image_list(row_images)]
     return processor(text=texts, images=flat_images or None, padding=True, return_tensors="pt")
 
 
@@ -193,12 +201,14 @@ def format_judge_sft_example(example: dict[str, Any], judge_prompt: JudgePrompt 
 
     Args:
         example (`dict`):
-            A row with `question` (str), `response` (str), `score` (float in [0, 1]) and optionally `image`.
+            A row with `question` (str), `response` (str), `score` (float in [0, 1]) and optionally `image` (or
+            `images`, a list of the question's images).
         judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt template; this project's when `None`. Pass it with `Dataset.map(..., fn_kwargs=...)`.
 
     Returns:
-        `dict`: `prompt` (system + user turns), `completion` (one assistant turn) and `images` (`[image]` or `[]`).
+        `dict`: `prompt` (system + user turns), `completion` (one assistant turn) and `images` (the row's images in
+        order, `[]` for a text-only row).
     """
     judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
     question, response, image = judge_inputs(example)
@@ -214,7 +224,7 @@ def format_judge_sft_example(example: dict[str, Any], judge_prompt: JudgePrompt 
     return {
         "prompt": prompt,
         "completion": [{"role": "assistant", "content": format_score(example["score"])}],
-        "images": [image] if image is not None else [],
+        "images": image_list(image),
     }
 
 
@@ -231,24 +241,25 @@ def image_to_data_url(image: Image.Image, image_format: str = "PNG") -> str:
 def build_openai_messages(
     question: str,
     response: str,
-    image: Image.Image | None = None,
+    image: RowImages = None,
     image_format: str = "PNG",
-    image_url: str | None = None,
+    image_url: str | list[str] | None = None,
     judge_prompt: JudgePrompt | None = None,
 ) -> list[dict[str, Any]]:
-    """[`build_judge_messages`] in the OpenAI chat format: the image becomes a base64 data-URL `image_url` block.
+    """[`build_judge_messages`] in the OpenAI chat format: each image becomes a base64 data-URL `image_url` block.
 
     Args:
         question (`str`):
             The question.
         response (`str`):
             The response to judge.
-        image (`PIL.Image.Image` or `None`, *optional*, defaults to `None`):
-            The question's image.
+        image (`PIL.Image.Image`, `list[PIL.Image.Image]` or `None`, *optional*, defaults to `None`):
+            The question's image, or its images in order.
         image_format (`str`, *optional*, defaults to `"PNG"`):
-            Encoding of the image (`"PNG"` is lossless; `"JPEG"` is smaller).
-        image_url (`str` or `None`, *optional*, defaults to `None`):
-            The image already encoded (e.g. shared by a group's completions); `image` is encoded when `None`.
+            Encoding of the images (`"PNG"` is lossless; `"JPEG"` is smaller).
+        image_url (`str`, `list[str]` or `None`, *optional*, defaults to `None`):
+            The image already encoded (e.g. shared by a group's completions), or one URL per image in order; the
+            images are encoded when `None`.
         judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt template; this project's when `None`.
 
@@ -256,11 +267,15 @@ def build_openai_messages(
         `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`).
     """
     messages = build_judge_messages(question, response, image, judge_prompt)
+    urls = [image_url] if isinstance(image_url, str) else image_url
+    if urls is None:
+        urls = [image_to_data_url(img, image_format) for img in image_list(image)]
+    if len(urls) != len(image_list(image)):
+        raise ValueError(f"Got {len(urls)} image URLs for {len(image_list(image))} images; pass one URL per image.")
+    next_url = iter(urls)
     for message in messages:
         message["content"] = [
-            {"type": "image_url", "image_url": {"url": image_url or image_to_data_url(block["image"], image_format)}}
-            if block["type"] == "image"
-            else block
+            {"type": "image_url", "image_url": {"url": next(next_url)}} if block["type"] == "image" else block
             for block in message["content"]
         ]
     return messages

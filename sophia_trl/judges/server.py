@@ -6,9 +6,7 @@ from __future__ import annotations
 from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
-from PIL import Image
-
-from .base import ThinkingJudge
+from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_openai_messages, image_to_data_url
 from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
@@ -40,11 +38,12 @@ def _top_logprobs(choice: dict[str, Any] | None, position: int) -> tuple[str | N
 class OpenAIJudge(ThinkingJudge):
     """A judge behind an OpenAI-compatible chat-completions server (`vllm serve`, `transformers serve`, hosted APIs).
 
-    Each row becomes one chat request with the judge prompt ([`~sophia_trl.judges.build_openai_messages`], the image as
-    a base64 data URL) and the score is read from the reply ([`~sophia_trl.judges.parse_score`]). The requests go
-    through an [`~sophia_trl.judges.OpenAIChatClient`] (`self.client`): at most `max_concurrency` at a time, on an
-    event loop in its own thread (so `score` works from any thread, including one that runs an event loop), each
-    attempt bounded by `timeout`; timeouts, connection errors, HTTP 429 and 5xx are retried up to `max_retries` times
+    Each row becomes one chat request with the judge prompt ([`~sophia_trl.judges.build_openai_messages`], each of the
+    row's images as a base64 data URL, in order; a server serves as many images per request as it was started with,
+    e.g. `vllm serve --limit-mm-per-prompt`) and the score is read from the reply
+    ([`~sophia_trl.judges.parse_score`]). The requests go through an [`~sophia_trl.judges.OpenAIChatClient`]
+    (`self.client`): at most `max_concurrency` at a time, on an event loop in its own thread (so `score` works from any
+    thread, including one that runs an event loop), each attempt bounded by `timeout`; timeouts, connection errors, HTTP 429 and 5xx are retried up to `max_retries` times
     with exponential backoff and jitter; a request that still fails, or whose reply holds no score, gives `None`.
     Authentication, permission and not-found errors mean the configuration is wrong and raise
     [`~sophia_trl.judges.JudgeServerError`] at once.
@@ -157,9 +156,7 @@ class OpenAIJudge(ThinkingJudge):
             self._executor = None
         self.client.close()
 
-    def score_async(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None] | None = None
-    ) -> Future:
+    def score_async(self, questions: list[str], responses: list[str], images: list[RowImages] | None = None) -> Future:
         """Starts [`~sophia_trl.judges.ThinkingJudge.score`] in the background and returns at once.
 
         The trainer calls it as soon as generation returns, so that the requests are in flight while the policy's
@@ -195,16 +192,22 @@ class OpenAIJudge(ThinkingJudge):
         return self.client.complete(conversations)
 
     def _score_uncached(
-        self, questions: list[str], responses: list[str], images: list[Image.Image | None]
+        self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
-        # One encoding per distinct image object: a group's completions share their prompt's image.
+        # One encoding per distinct image object: a group's completions share their prompt's images.
         urls: dict[int, str] = {}
-        for img in images:
-            if img is not None and id(img) not in urls:
+        for img in (img for row_images in images for img in image_list(row_images)):
+            if id(img) not in urls:
                 urls[id(img)] = image_to_data_url(img, self.image_format)
         requests = [
-            build_openai_messages(q, r, img, image_url=urls.get(id(img)), judge_prompt=self.judge_prompt)
-            for q, r, img in zip(questions, responses, images)
+            build_openai_messages(
+                q,
+                r,
+                row_images,
+                image_url=[urls[id(img)] for img in image_list(row_images)],
+                judge_prompt=self.judge_prompt,
+            )
+            for q, r, row_images in zip(questions, responses, images)
         ]
         if self.readout == "expected":
             return self._expected_scores(requests)

@@ -24,7 +24,7 @@ JUDGE_SYSTEM_PROMPT = (
 
 JUDGE_USER_TEMPLATE = "Question:\n{question}\n\nResponse:\n{response}\n\nScore the reasoning in this response."
 
-# The placeholders of a judge prompt template: the item's question and response, and where its image goes.
+# The placeholders of a judge prompt template: the item's question and response, and where its images go.
 JUDGE_PROMPT_PLACEHOLDERS = ("question", "response", "image")
 JUDGE_PROMPT_KEYS = ("system", "user")
 
@@ -58,8 +58,9 @@ class JudgePrompt:
 
     - `{question}`: the question ([`judge_inputs`]: the bare question, options included);
     - `{response}`: the full response to judge, reasoning and answer;
-    - `{image}` (user message only, at most once): where the image block goes. Without it the image comes before the
-      text of the user message. For a text-only item it is left out and the text around it is joined.
+    - `{image}` (user message only, at most once): where the image blocks go (all of the item's images, in order).
+      Without it the images come before the text of the user message. For a text-only item it is left out and the
+      text around it is joined.
 
     `{question}` and `{response}` must each appear in the system or the user message. A literal brace is written
     `{{` or `}}`. An empty or missing system message means no system turn (the chat template may then add its
@@ -110,8 +111,8 @@ class JudgePrompt:
                 )
         if names.count("image") > 1:
             raise ValueError(
-                f"{self.source}: the user message has {{image}} {names.count('image')} times; the judge "
-                "reads one image per item, so write it once."
+                f"{self.source}: the user message has {{image}} {names.count('image')} times; it marks where "
+                "all of an item's images go, so write it once."
             )
         object.__setattr__(self, "_system_pieces", system_pieces)
         object.__setattr__(self, "_user_pieces", user_pieces)
@@ -170,7 +171,7 @@ class JudgePrompt:
 
     @property
     def image_first(self) -> bool:
-        """Whether the image block comes before the user text (the template has no `{image}`), as TRL places it."""
+        """Whether the image blocks come before the user text (the template has no `{image}`), as TRL places them."""
         return all(name != "image" for _, name in self._user_pieces)
 
     def render(self, question: str, response: str) -> tuple[str | None, str, str]:

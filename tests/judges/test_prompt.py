@@ -45,9 +45,9 @@ def test_judge_inputs_of_a_policy_rollout():
         {"role": "user", "content": [{"type": "image"}, {"type": "text", "text": "How many circles?\nThink step"}]},
     ]
     completion = [{"role": "assistant", "content": "<think>2 + 1</think><answer>3</answer>"}]
-    question, response, image = judge_inputs({"images": [red, blue], "image": None}, prompt, completion)
+    question, response, images = judge_inputs({"images": [red, blue], "image": None}, prompt, completion)
     assert (question, response) == ("How many circles?\nThink step", "<think>2 + 1</think><answer>3</answer>")
-    assert image is red  # the first of the row's images
+    assert len(images) == 2 and images[0] is red and images[1] is blue  # every image of the row, in order
     # Plain-text prompt and completion; an `image` column; a row with an empty image list is text-only.
     assert judge_inputs({"image": blue}, "How many?", "3") == ("How many?", "3", blue)
     assert judge_inputs({"images": []}, "How many?", "3") == ("How many?", "3", None)
