@@ -31,7 +31,10 @@ def test_importing_sophia_trl_first_removes_the_warning():
     assert KERNELS_WARNING not in result.stderr
 
 
-@pytest.mark.parametrize("recipe", sorted(RECIPES.glob("*.py")), ids=lambda path: path.name)
+ENTRY_POINTS = [*sorted(RECIPES.glob("*.py")), ROOT / "benchmarks" / "lab" / "experiment.py"]
+
+
+@pytest.mark.parametrize("recipe", ENTRY_POINTS, ids=lambda path: path.name)
 def test_recipes_import_sophia_trl_before_peft_and_trl(recipe):
     imports = [
         node.module if isinstance(node, ast.ImportFrom) else node.names[0].name
