@@ -38,9 +38,11 @@ style: setup
 	$(VENV)/bin/ruff check --fix .
 	$(VENV)/bin/ruff format .
 
-# make eval MODEL=outputs/<run> [BENCH=mathvista,mmstar] [EVAL_OUT=results/eval.json]
+# make eval MODEL=outputs/<run> [BENCH=mathvista,mmstar] [EVAL_OUT=results/eval.json] [DATA="mmmu=PATH mme=PATH"]
+# DATA: local copies instead of the Hub, space-separated NAME=PATH (each is passed as --data NAME=PATH).
 eval: setup
-	$(PY) eval/evaluate.py --model $(MODEL) --benchmark $(or $(BENCH),all) --output $(or $(EVAL_OUT),results/eval.json)
+	$(PY) eval/evaluate.py --model $(MODEL) --benchmark $(or $(BENCH),all) --output $(or $(EVAL_OUT),results/eval.json) \
+		$(foreach copy,$(DATA),--data $(copy))
 
 lab: setup
 	$(PY) benchmarks/learning_lab.py --output_dir outputs/learning_lab

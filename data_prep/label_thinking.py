@@ -53,6 +53,7 @@ from sophia_trl.data.conversion import (
 )
 from sophia_trl.data.judge_rows import (
     JUDGE_DATA_FEATURES,
+    image_like_columns,
     parse_column_mapping,
     read_judge_row,
     score_bin,
@@ -100,9 +101,12 @@ def read_pairs(
     def convert(item):
         row, row_id, file, root = item
         try:
-            return read_judge_row(row, columns, root, need_score=False, max_image_pixels=max_image_pixels)
+            pair = read_judge_row(row, columns, root, need_score=False, max_image_pixels=max_image_pixels)
         except ValueError as err:
             raise BadRowError(str(err), row_id=row_id, file=str(file)) from err
+        # An image under a column name that is neither mapped nor a known one: the pair would be judged without it.
+        unmapped = image_like_columns(row, skip=(columns or {}).values()) if pair["image"] is None else []
+        return {**pair, "unmapped_image_columns": unmapped}
 
     rows, bad = convert_rows(items(), convert, on_bad_row=on_bad_row)
     pairs, seen = [], set()
@@ -256,6 +260,14 @@ def run(args: argparse.Namespace, judge: Any) -> DatasetDict:
             f"Images from {args.image_dataset}: {found} of {len(pairs)} pairs matched; {ambiguous} left without an "
             "image because several rows share their prompt text with different images"
         )
+    unmapped = Counter(column for pair in pairs if pair["image"] is None for column in pair["unmapped_image_columns"])
+    num_unmapped = sum(bool(pair["image"] is None and pair["unmapped_image_columns"]) for pair in pairs)
+    if num_unmapped:
+        print(
+            f"Warning: {num_unmapped} of {len(pairs)} pairs are read without an image although they have a column that "
+            f"looks like one ({', '.join(f'{name}: {count} rows' for name, count in unmapped.most_common())}); they "
+            "are judged and written as text-only. Name the column with --columns image=<column> to keep the images."
+        )
     print(f"Read {len(pairs)} pairs ({num_duplicates} duplicates dropped); labelling with {judge!r}")
 
     labelled, dropped = label_pairs(pairs, judge, args.num_votes, args.max_spread, args.batch_size)
@@ -274,6 +286,8 @@ def run(args: argparse.Namespace, judge: Any) -> DatasetDict:
     summary = {
         "num_pairs": len(pairs),
         "num_duplicates": num_duplicates,
+        "num_unmapped_image_rows": num_unmapped,
+        "unmapped_image_columns": dict(unmapped),
         "num_labelled": len(labelled),
         "num_dropped": dict(dropped),
         "num_rows": len(balanced),

@@ -19,6 +19,10 @@ import functools
 import logging
 import sys
 
+import sophia_trl  # noqa: F401  (first: its import filters a bitsandbytes warning, see sophia_trl/__init__.py)
+
+# isort: split
+
 from peft import PeftModel
 from transformers import AutoModelForImageTextToText, set_seed
 from trl import ModelConfig, TrlParser
@@ -28,12 +32,17 @@ from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments, check_
 from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.judges import load_thinking_judge
+from sophia_trl.judges.metrics import metrics_for_json
 from sophia_trl.judges.preflight import check_judge
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
 from sophia_trl.recipe_utils import resolve_checkpoint, setup_logging
 from sophia_trl.rewards import format_reward, outcome_reward
 
 logger = logging.getLogger(__name__)
+
+# The columns the trainer and the outcome reward read, and what writes them from the release's download.
+REQUIRED_COLUMNS = ("prompt", "solution")
+CONVERTER = "python data_prep/sophiavl_130k.py --input_dir {input_dir} --output_dir data/sophiavl-130k"
 
 # Reward functions by the names used in `reward_funcs`; the first one listed is the outcome reward.
 REWARD_FUNCS = {"outcome": outcome_reward, "format": format_reward}
@@ -89,13 +98,6 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     )
 
     ################
-    # Thinking judge, checked before the policy loads: a run whose judge does not score would train plain GRPO
-    ################
-    thinking_judge = load_thinking_judge(script_args)
-    if thinking_judge is not None:
-        check_judge(thinking_judge)
-
-    ################
     # Checkpoint
     ################
     # TRL's flag: `true` for the last checkpoint of output_dir, `false` to start over, or a checkpoint's path.
@@ -109,6 +111,8 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         script_args.dataset_config,
         script_args.dataset_train_split,
         script_args.dataset_test_split,
+        required_columns=REQUIRED_COLUMNS,
+        converter=CONVERTER,
     )
     eval_dataset = None
     if training_args.eval_strategy != "no":
@@ -127,6 +131,13 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
         eval_dataset, _ = check_images(
             eval_dataset, script_args.dataset_test_split, dataset_name=script_args.dataset_name, **image_check
         )
+
+    ################
+    # Thinking judge, checked before the policy loads: a run whose judge does not score would train plain GRPO
+    ################
+    thinking_judge = load_thinking_judge(script_args)
+    if thinking_judge is not None:
+        check_judge(thinking_judge)
 
     ################
     # Processor and model
@@ -171,7 +182,7 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)
     trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    trainer.save_metrics("train", metrics_for_json(metrics))  # an undefined metric as null: JSON has no NaN
     trainer.save_state()
 
     ################

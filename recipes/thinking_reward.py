@@ -33,6 +33,10 @@ import logging
 import sys
 from pathlib import Path
 
+import sophia_trl  # noqa: F401  (first: its import filters a bitsandbytes warning, see sophia_trl/__init__.py)
+
+# isort: split
+
 import yaml
 from transformers import AutoModelForImageTextToText, set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
@@ -48,12 +52,17 @@ from sophia_trl.judges import (
     format_score,
     load_judge_prompt,
 )
+from sophia_trl.judges.metrics import metrics_for_json
 from sophia_trl.model_cards import thinking_reward_model_card
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
 from sophia_trl.recipe_utils import resolve_checkpoint, setup_logging
 from sophia_trl.reward_trainer import ThinkingRewardTrainer, drop_long_rows
 
 logger = logging.getLogger(__name__)
+
+# The judge-data columns both trainers read (`image` is optional), and what writes them from the release's download.
+REQUIRED_COLUMNS = ("question", "response", "score")
+CONVERTER = "python data_prep/thinking_156k.py --input_dir {input_dir} --output_dir data/thinking-156k"
 
 
 def main(
@@ -91,6 +100,8 @@ def main(
         script_args.dataset_config,
         script_args.dataset_train_split,
         script_args.dataset_test_split,
+        required_columns=REQUIRED_COLUMNS,
+        converter=CONVERTER,
     )
     # A corrupt or oversized image would otherwise kill the run when its row is drawn, possibly hours in.
     image_check = {"max_pixels": script_args.max_image_pixels, "on_bad_row": script_args.on_bad_row}
@@ -164,7 +175,7 @@ def main(
     metrics = train_result.metrics
     metrics["train_samples"] = len(train_dataset)
     trainer.log_metrics("train", metrics)
-    trainer.save_metrics("train", metrics)
+    trainer.save_metrics("train", metrics_for_json(metrics))
     trainer.save_state()
 
     ################
@@ -200,6 +211,8 @@ def main(
         )
         judge_metrics = {f"judge_eval_{k}": v for k, v in evaluate_judge(judge, rows).items()}
         trainer.log_metrics("judge_eval", judge_metrics)
+        # JSON has no NaN: an undefined metric (no pairs to rank, say) is written as null, with the reason beside it.
+        judge_metrics = metrics_for_json(judge_metrics)
         trainer.save_metrics("judge_eval", judge_metrics)
 
     ################

@@ -30,6 +30,8 @@ from sophia_trl.model_utils import check_local_paths
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES
 
 _THINK_RE = re.compile(r"<think>(.*?)(?:</think>|$)", re.DOTALL | re.IGNORECASE)
+# An option's own letter: "A.", "A)", "(A)", "[A]", "A:".
+_OPTION_LABEL_RE = re.compile(r"\s*[(\[]?\s*([A-Z])\s*[)\].:]\s*")
 
 
 @dataclass
@@ -96,16 +98,37 @@ def infer(
         problem_type (`str`, *optional*, defaults to `"free-form"`):
             Selects the answer-format rule of the training prompt, one of `sophia_trl.rewards.PROBLEM_TYPES`.
         options (`list[str]` or `None`, *optional*, defaults to `None`):
-            Option texts of a multiple-choice question, shown lettered A, B, ...
+            Options of a multiple-choice question, shown lettered A, B, ...: their texts (`["3", "4"]`), or the texts
+            already lettered in that order (`["A. 3", "B. 4"]`, see [`option_texts`]).
         system_prompt (`str` or `None`, *optional*, defaults to `None`):
             A system message, if the policy was trained with one.
 
     Returns:
         [`Inference`]: The response and its parts.
     """
-    prompt = r1_prompt(question, problem_type, [image], system_prompt=system_prompt, options=options)
+    prompt = r1_prompt(question, problem_type, [image], system_prompt=system_prompt, options=option_texts(options))
     [generation] = generator.generate([prompt], progress=tqdm(total=1, disable=True))  # one question: no bar
     return split_response(generation.text, generation.truncated)
+
+
+def option_texts(options: list[str] | None) -> list[str] | None:
+    """
+    The texts of options given with or without their letters: when every option starts with its own letter in order
+    (`A.`, `(B)`, `C:` ...), that letter is taken off, since the prompt letters the options itself; otherwise the
+    options are their texts as given (so an option whose text is a letter, such as `"B"`, stays as it is).
+
+    Example:
+    ```python
+    >>> option_texts(["A. 3", "B. 4"]), option_texts(["3", "4"])
+    (['3', '4'], ['3', '4'])
+    ```
+    """
+    if not options:
+        return options
+    labels = [_OPTION_LABEL_RE.match(option) for option in options]
+    if all(label and label.group(1) == chr(ord("A") + i) for i, label in enumerate(labels)):
+        return [option[label.end() :].strip() for option, label in zip(options, labels)]
+    return options
 
 
 def load_policy(model_name_or_path: str, **kwargs) -> TransformersGenerator:
@@ -140,7 +163,9 @@ def main(argv: list[str] | None = None) -> Inference:
     parser.add_argument("--image", help="Path of the image (leave out for a text-only question).")
     parser.add_argument("--problem_type", default="free-form", choices=PROBLEM_TYPES, help="Answer format rule.")
     parser.add_argument(
-        "--options", nargs="+", help="Option texts of a multiple-choice question (lettered A, B, ...)."
+        "--options",
+        nargs="+",
+        help='Options of a multiple-choice question, with or without their letters ("30" "45" or "A. 30" "B. 45").',
     )
     parser.add_argument("--system_prompt", help="A system message, if the policy was trained with one.")
     parser.add_argument("--max_new_tokens", type=int, default=DEFAULT_MAX_NEW_TOKENS, help="Generation budget.")

@@ -10,8 +10,23 @@ They are imported on first use, so that light modules (`python -m sophia_trl.hub
 TRL and torch's training stack.
 """
 
+import logging
 from importlib import import_module
 from typing import TYPE_CHECKING, Any
+
+
+class _NoKernelsHubWarning(logging.Filter):
+    """Drops the one warning bitsandbytes 0.50 logs on import (through PEFT or TRL) on a CPU with AVX512-BF16: without
+    the `kernels` package it cannot fetch a 4-bit CPU kernel from the Hub, and uses its own CPU kernel instead. With
+    `kernels` installed, every import would download that kernel's code from the Hub and run it, so the package is not
+    installed and only this warning is silenced. Entry points import `sophia_trl` before PEFT and TRL for the filter
+    to be in place."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not record.getMessage().startswith("Failed to load CPU gemm_4bit_forward from kernels-community")
+
+
+logging.getLogger("bitsandbytes.backends.cpu.ops").addFilter(_NoKernelsHubWarning())
 
 # Public name -> the module that defines it.
 _EXPORTS = {

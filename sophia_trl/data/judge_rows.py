@@ -10,6 +10,7 @@ from typing import Any
 
 from datasets import Features, Value
 from datasets import Image as ImageFeature
+from PIL import Image as PILImage
 
 from ..prompts import IMAGE_PLACEHOLDER, last_message_text, strip_instruction
 from ..rewards.problem_types import normalize_problem_type
@@ -36,6 +37,33 @@ JUDGE_COLUMN_CANDIDATES = {
     "problem_type": ("problem_type",),
 }
 _ANSWER_TAG = re.compile(r"<answer>\s*(.*?)\s*</answer>", re.S)
+_IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".gif", ".bmp", ".webp", ".tif", ".tiff")
+
+
+def _looks_like_image(value: Any) -> bool:
+    if isinstance(value, PILImage.Image):
+        return True
+    if isinstance(value, dict):
+        return bool(value.get("bytes") or value.get("path"))
+    if isinstance(value, str):
+        return len(value) < 4096 and value.strip().lower().endswith(_IMAGE_SUFFIXES)
+    if isinstance(value, list):
+        return bool(value) and all(_looks_like_image(item) for item in value)
+    return False
+
+
+def image_like_columns(row: dict[str, Any], skip: Iterable[str] = ()) -> list[str]:
+    """
+    The columns of `row`, other than `skip`, whose value looks like an image: a PIL image, a `datasets` image dict, a
+    path ending in an image suffix, or a list of those. A row read without an image that has such a column most likely
+    needs it named in the column mapping (`image=<column>`).
+
+    Example:
+        >>> image_like_columns({"query": "How many?", "img": "scenes/1.png"})
+        ['img']
+    """
+    skipped = set(skip)
+    return [name for name, value in row.items() if name not in skipped and _looks_like_image(value)]
 
 
 def parse_column_mapping(spec: str | None) -> dict[str, str]:

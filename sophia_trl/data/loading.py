@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -75,15 +75,37 @@ def load_dataset_from_name_or_path(name_or_path: str, config: str | None = None)
 
 
 def load_train_test_splits(
-    name_or_path: str, config: str | None = None, train_split: str = "train", test_split: str = "test"
+    name_or_path: str,
+    config: str | None = None,
+    train_split: str = "train",
+    test_split: str = "test",
+    required_columns: Sequence[str] = (),
+    converter: str | None = None,
 ) -> tuple[Dataset, Dataset | None]:
     """
     The train split (required) and the test split (None when absent) of a dataset, loaded as
     [`load_dataset_from_name_or_path`] does; a dataset without splits is the train split.
 
+    Args:
+        name_or_path (`str`):
+            Local folder, local data file, or Hub dataset id.
+        config (`str` or `None`, *optional*, defaults to `None`):
+            Dataset configuration (subset) name.
+        train_split (`str`, *optional*, defaults to `"train"`):
+            The split to train on.
+        test_split (`str`, *optional*, defaults to `"test"`):
+            The split to evaluate on, when present.
+        required_columns (`Sequence[str]`, *optional*, defaults to `()`):
+            Columns the recipe reads; a split without them stops with an error naming them (before any model loads).
+        converter (`str` or `None`, *optional*, defaults to `None`):
+            The command that writes such a dataset from a release's download, with `{input_dir}` for the folder; it is
+            named in the errors, and a release folder in its download layout (`json/` beside the image folders) is
+            refused before anything is read from it.
+
     Example:
         >>> train, test = load_train_test_splits("data/synthetic")  # a DatasetDict written by data_prep/synthetic.py
     """
+    check_not_release_layout(name_or_path, converter)
     dataset = load_dataset_from_name_or_path(name_or_path, config)
     if isinstance(dataset, Dataset):
         dataset = DatasetDict({train_split: dataset})
@@ -91,7 +113,40 @@ def load_train_test_splits(
         raise ValueError(
             f"Split {train_split!r} not in {name_or_path} (splits: {list(dataset)}); set dataset_train_split."
         )
+    splits = [train_split, *([test_split] if test_split in dataset else [])]
+    for split in splits:
+        missing = [column for column in required_columns if column not in dataset[split].column_names]
+        if missing:
+            hint = f" Convert the source data first: {converter.format(input_dir=name_or_path)}." if converter else ""
+            raise ValueError(
+                f"Split {split!r} of {name_or_path} lacks the column(s) {missing} this recipe reads (it has "
+                f"{dataset[split].column_names}).{hint} Then pass the converted folder as dataset_name."
+            )
     return dataset[train_split], dataset.get(test_split)
+
+
+def check_not_release_layout(name_or_path: str, converter: str | None = None) -> None:
+    """
+    Raises a `ValueError` when `name_or_path` is a dataset release as downloaded (a `json/` folder of raw rows beside
+    the image folders, as SophiaVL-R1-130k and SophiaVL-R1-Thinking-156k ship), not a dataset written by a converter:
+    `load_dataset` would read such a folder as an image folder, with none of the columns a recipe reads.
+
+    Args:
+        name_or_path (`str`):
+            The dataset setting.
+        converter (`str` or `None`, *optional*, defaults to `None`):
+            The command that converts the release, with `{input_dir}` for the folder.
+    """
+    path = Path(name_or_path).expanduser()
+    if not (path / "json").is_dir() or (path / "dataset_dict.json").is_file() or (path / "state.json").is_file():
+        return
+    if not any(child.is_dir() and child.name != "json" for child in path.iterdir()):
+        return  # data files under json/ alone, no image folders: a folder of data files, loaded as such
+    hint = converter.format(input_dir=name_or_path) if converter else "the converter in data_prep/ for this dataset"
+    raise ValueError(
+        f"{name_or_path} is a dataset release as downloaded (json/ beside the image folders), which the recipes do not "
+        f"read directly. Convert it first: {hint}. Then pass the converted folder as dataset_name."
+    )
 
 
 class BadRowError(ValueError):

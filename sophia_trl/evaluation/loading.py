@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import datasets
+from huggingface_hub import DatasetCard
 from PIL import Image
 
 from sophia_trl.data.loading import DATA_FILE_FORMATS, iter_rows
@@ -42,8 +43,9 @@ def load_benchmark(
         source (`str`, *optional*):
             A local copy instead of the Hub: a folder written by `save_to_disk` (a `Dataset`, or a `DatasetDict`
             holding the splits above), a clone of the Hub repository (`huggingface-cli download --repo-type dataset
-            <hub_id> --local-dir <folder>`, loaded like the Hub), or a single data file (`.parquet`, `.json`,
-            `.jsonl`, `.csv`, `.tsv`) holding the rows to evaluate.
+            <hub_id> --local-dir <folder>`, read from the files its README.md lists for `configs` and `splits`; a
+            partial clone gives the parts it holds, with a warning naming the others), or a single data file
+            (`.parquet`, `.json`, `.jsonl`, `.csv`, `.tsv`) holding the rows to evaluate.
         required (`tuple[str, ...]`, *optional*, defaults to `()`):
             Columns the benchmark reads; a copy without them stops with an error naming it and them.
         layouts (`dict[str, dict[str, str]]`, *optional*):
@@ -104,7 +106,88 @@ def _load_rows(hub_id: str, configs: list[str | None], splits: list[str], source
         return _concatenate([dataset_dict[split] for split in present])
     if (path / "state.json").exists():
         return datasets.load_from_disk(str(path))
+    card_files = _card_data_files(path)
+    if card_files is not None:
+        return _load_clone(path, card_files, configs, splits, hub_id)
     return _concatenate([_load_hub_split(str(path), config, split, hub_id) for config in configs for split in splits])
+
+
+def _card_data_files(path: Path) -> dict[str | None, dict[str, list[str]]] | None:
+    """The data files a clone's dataset card (README.md's `configs:`) lists, by configuration and split; `None` when the
+    card lists none (the folder is then loaded as `datasets` infers it)."""
+    readme = path / "README.md"
+    if not readme.is_file():
+        return None
+    configs = DatasetCard.load(readme).data.to_dict().get("configs")
+    if not isinstance(configs, list) or not configs:
+        return None
+    files: dict[str | None, dict[str, list[str]]] = {}
+    for config in configs:
+        data_files = config.get("data_files")
+        entries = data_files if isinstance(data_files, list) else [data_files]
+        splits: dict[str, list[str]] = {}
+        for entry in entries:
+            if isinstance(entry, dict):
+                patterns = entry.get("path")
+                splits.setdefault(entry.get("split", "train"), []).extend(
+                    [patterns] if isinstance(patterns, str) else patterns or []
+                )
+            elif isinstance(entry, str):
+                splits.setdefault("train", []).append(entry)
+        files[config.get("config_name", "default")] = splits
+        if config.get("default") or len(configs) == 1:
+            files[None] = splits  # the configuration `load_dataset` picks when none is named
+    return files
+
+
+def _load_clone(
+    path: Path,
+    card_files: dict[str | None, dict[str, list[str]]],
+    configs: list[str | None],
+    splits: list[str],
+    hub_id: str,
+) -> datasets.Dataset:
+    """The rows of the configurations and splits to evaluate that a clone holds, read from the files its card lists.
+
+    A partial clone (some subjects of MMMU, or no `test` split, which the evaluation does not read) is evaluated on
+    what is there: the missing configurations and splits are named in a warning, and only a clone holding none of them
+    is an error. `datasets.load_dataset` on such a clone fails as a whole, since it resolves every file the card lists.
+    """
+    parts, missing = [], {}
+    for config in configs:
+        for split in splits:
+            patterns = card_files.get(config, {}).get(split, [])
+            files = sorted({str(file) for pattern in patterns for file in path.glob(pattern) if file.is_file()})
+            builder = _DATA_FILE_BUILDERS.get(Path(files[0]).suffix.lower()) if files else None
+            if builder is None:
+                missing.setdefault(config, []).append(split)
+            else:
+                parts.append(datasets.load_dataset(builder, data_files=files, split="train"))
+    download = f"huggingface-cli download --repo-type dataset {hub_id} --local-dir {path}"
+    if not parts:
+        raise ValueError(
+            f"{path} holds none of the data {hub_id} is evaluated on (configurations {configs}, splits {splits}, "
+            f"looked for with the file patterns of its README.md). Download them: {download}"
+        )
+    if missing:
+        absent = [config for config, lacking in missing.items() if config is not None and len(lacking) == len(splits)]
+        partial = [
+            f"{config}/{split}" if config is not None else split
+            for config, lacking in missing.items()
+            if config not in absent
+            for split in lacking
+        ]
+        what = [f"{len(absent)} of its {len(configs)} configurations ({', '.join(absent)})"] if absent else []
+        what += [f"the split(s) {', '.join(partial)}"] if partial else []
+        logger.warning(
+            "%s: %s lacks %s; evaluating the %d part(s) it holds. To evaluate the whole benchmark, download the rest: %s",
+            hub_id,
+            path,
+            " and ".join(what),
+            len(parts),
+            download,
+        )
+    return _concatenate(parts)
 
 
 def _load_hub_split(name_or_path: str, config: str | None, split: str, hub_id: str) -> datasets.Dataset:

@@ -55,7 +55,9 @@ IMAGE_COLUMNS = tuple(f"image_{i}" for i in range(1, 8))
 
 
 def load(source: str | None = None) -> Any:
-    """Dev and validation rows of every subject, from the Hub or a local copy (see `load_benchmark`)."""
+    """Dev and validation rows of every subject, from the Hub or a local copy (see `load_benchmark`); a clone of the
+    Hub repository with some subjects or splits only is evaluated on those it holds, with a warning naming the others
+    (the `test` split, whose answers are hidden, is never read)."""
     return load_benchmark(HUB_ID, SUBJECTS, SPLITS, source, required=(*REQUIRED, "image_1"))
 
 
@@ -263,4 +265,11 @@ def score(rows: list[dict[str, Any]], judge: ChatJudge | None = None) -> dict[st
     metrics = {"accuracy": accuracy(records)}
     metrics.update({f"accuracy_{split}": value for split, value in accuracy_by(records, lambda r: r["split"]).items()})
     breakdown = {"subject": accuracy_by(records, lambda r: r["subject"])}
-    return benchmark_result(records, metrics, breakdown)
+    # A partial copy (or --limit) evaluates some subjects only: the report names them and the others.
+    evaluated = sorted({record["subject"] for record in records})
+    coverage = {
+        "subjects": evaluated,
+        "subjects_not_evaluated": [subject for subject in SUBJECTS if subject not in evaluated],
+        "splits": sorted({record["split"] for record in records}),
+    }
+    return benchmark_result(records, metrics, breakdown, coverage=coverage)

@@ -154,7 +154,10 @@ def evaluate(
     }
     output = Path(output)
     output.parent.mkdir(parents=True, exist_ok=True)
-    output.write_text(json.dumps(_finite(report), indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")
+    output.write_text(
+        json.dumps(_finite(report), indent=2, ensure_ascii=False, default=str, allow_nan=False) + "\n",
+        encoding="utf-8",
+    )
     return report
 
 

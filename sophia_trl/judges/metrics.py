@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import math
 from typing import Any
 
@@ -11,6 +12,8 @@ from PIL import Image
 
 from .base import ThinkingJudge, image_hash
 from .messages import judge_inputs
+
+logger = logging.getLogger(__name__)
 
 
 def question_group_id(question: str, image: Image.Image | None) -> int:
@@ -83,3 +86,28 @@ def evaluate_judge(judge: ThinkingJudge, dataset: Any, batch_size: int = 64) -> 
         "mean_score": float(pred[scored].mean()) if scored.any() else math.nan,
         "num_rows": num_rows,
     }
+
+
+# Why a metric of `evaluate_judge` has no value (NaN), by metric name.
+UNDEFINED_BECAUSE = {
+    "pairwise_accuracy": "no pair of responses to one question with different labels",
+    "mae": "the judge scored no row",
+    "mean_score": "the judge scored no row",
+    "failed_fraction": "no rows",
+}
+
+
+def metrics_for_json(metrics: dict[str, Any]) -> dict[str, Any]:
+    """The metrics as JSON can hold them: an undefined (NaN or infinite) metric becomes `null`, with a companion field
+    `<name>_undefined_because` and a logged warning saying why (`UNDEFINED_BECAUSE`, matched by the name's ending so
+    that prefixed names such as `judge_eval_pairwise_accuracy` are explained too)."""
+    result: dict[str, Any] = {}
+    for name, value in metrics.items():
+        if isinstance(value, float) and not math.isfinite(value):
+            reason = next((why for key, why in UNDEFINED_BECAUSE.items() if name.endswith(key)), "it is undefined")
+            logger.warning("%s has no value (written as null): %s.", name, reason)
+            result[name] = None
+            result[f"{name}_undefined_because"] = reason
+        else:
+            result[name] = value
+    return result

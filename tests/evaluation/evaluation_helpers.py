@@ -77,19 +77,19 @@ def write_mathverse(root: Path) -> Path:
     return root
 
 
+# MMMU's columns: the fields as strings, images in image_1 ... image_7.
+MMMU_FEATURES = datasets.Features(
+    {
+        **{name: datasets.Value("string") for name in ("id", "question", "options", "answer", "question_type")},
+        "subfield": datasets.Value("string"),
+        **{f"image_{i}": datasets.Image() for i in range(1, 8)},
+    }
+)
+
+
 def write_mmmu(root: Path) -> Path:
     """A `save_to_disk` DatasetDict with `dev` and `validation`, MMMU's columns (image_1 ... image_7)."""
-    features = datasets.Features(
-        {
-            "id": datasets.Value("string"),
-            "question": datasets.Value("string"),
-            "options": datasets.Value("string"),
-            "answer": datasets.Value("string"),
-            "question_type": datasets.Value("string"),
-            "subfield": datasets.Value("string"),
-            **{f"image_{i}": datasets.Image() for i in range(1, 8)},
-        }
-    )
+    features = MMMU_FEATURES
     no_images = {f"image_{i}": None for i in range(3, 8)}
     dev = {"id": "dev_Art_1", "question": "<image 1> <image 2> Same colour?", "options": "['yes', 'no']",
            "answer": "B", "question_type": "multiple-choice", "subfield": "Painting",

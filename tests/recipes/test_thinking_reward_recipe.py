@@ -2,7 +2,6 @@
 
 import importlib.util
 import json
-import math
 from pathlib import Path
 
 import pytest
@@ -102,9 +101,11 @@ def test_sft_rows_render_exactly_like_the_scoring_prompt(tiny_judge_dir):
         assert rendered["completion"].startswith(f"<answer>{row['score']:.1f}</answer>")
 
 
-def run_recipe(tmp_path, tiny_judge_dir, judge_type, *extra):
+def run_recipe(tmp_path, tiny_judge_dir, judge_type, *extra, test_rows=None):
     data_dir = tmp_path / "data"
-    DatasetDict(train=judge_rows(4), test=judge_rows(2)).save_to_disk(str(data_dir))
+    DatasetDict(train=judge_rows(4), test=judge_rows(2) if test_rows is None else test_rows).save_to_disk(
+        str(data_dir)
+    )
     config = ROOT / "recipes" / "tiny" / f"thinking_reward_{judge_type}.yaml"
     args = [
         "--config",
@@ -139,6 +140,24 @@ def test_scalar_recipe_end_to_end(tmp_path, tiny_judge_dir):
     assert 0.0 <= scores[0] <= 1.0
 
 
+def strict_json(path):
+    """The file's JSON, refusing NaN and infinities (which `json.loads` accepts by default)."""
+    return json.loads(path.read_text(), parse_constant=lambda name: pytest.fail(f"{path.name} holds {name}"))
+
+
+def test_undefined_judge_metrics_are_written_as_null_with_the_reason(tmp_path, tiny_judge_dir):
+    # One response per test question: no pair to rank, so the pairwise accuracy has no value.
+    unpaired = judge_rows(2).filter(lambda row: row["score"] > 0.5)
+    metrics, output_dir = run_recipe(tmp_path, tiny_judge_dir, "scalar", "--max_steps", "1", test_rows=unpaired)
+    for name in ("judge_eval_results.json", "all_results.json", "train_results.json"):
+        strict_json(output_dir / name)
+    saved = strict_json(output_dir / "judge_eval_results.json")
+    assert saved["judge_eval_num_pairs"] == 0 and saved["judge_eval_pairwise_accuracy"] is None
+    reason = "no pair of responses to one question with different labels"
+    assert saved["judge_eval_pairwise_accuracy_undefined_because"] == reason
+    assert metrics["judge_eval_pairwise_accuracy"] is None and saved["judge_eval_mae"] == metrics["judge_eval_mae"]
+
+
 def test_generative_recipe_end_to_end(tmp_path, tiny_judge_dir):
     metrics, output_dir = run_recipe(
         tmp_path, tiny_judge_dir, "generative", "--max_steps", "2", "--judge_batch_size", "4"
@@ -146,7 +165,7 @@ def test_generative_recipe_end_to_end(tmp_path, tiny_judge_dir):
     assert metrics["judge_eval_num_rows"] == 4
     # Two steps do not teach the format: whatever the judge wrote, a failure is reported as such, never as 0.
     assert 0.0 <= metrics["judge_eval_failed_fraction"] <= 1.0
-    assert math.isnan(metrics["judge_eval_mae"]) == (metrics["judge_eval_failed_fraction"] == 1.0)
+    assert (metrics["judge_eval_mae"] is None) == (metrics["judge_eval_failed_fraction"] == 1.0)
     judge = TransformersJudge(output_dir, device="cpu", max_new_tokens=4)
     assert judge.model.config.get_text_config().use_cache is True
     assert len(judge.score(["q"], ["r"])) == 1
