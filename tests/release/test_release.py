@@ -447,3 +447,40 @@ def test_the_trainer_sends_the_decoded_policy_prompt_to_a_policy_prompt_template
     assert TrustGRPOTrainer._judge_inputs(trainer, *args) == ([decoded], ["<answer>3</answer>"], [image])
     trainer.thinking_judge.judge_prompt = JudgePrompt()  # this project's template: the bare question
     assert TrustGRPOTrainer._judge_inputs(trainer, *args) == (["How many? Reason."], ["<answer>3</answer>"], [image])
+
+
+def test_trust_grpo_sends_the_decoded_policy_prompt_to_the_released_template(tiny_vlm_dir, tmp_path):
+    from transformers import AutoProcessor
+
+    from sophia_trl.configs import TrustGRPOConfig
+    from sophia_trl.rewards import format_reward
+    from sophia_trl.tiny.scenes import make_synthetic_dataset
+
+    class RecordingJudge:
+        judge_prompt = JudgePrompt(
+            system=None, user="{policy_prompt}\n{response}", policy_prompt_image_prefix="<image> "
+        )
+        questions: list[str] = []
+
+        def score(self, questions, responses, images=None):
+            self.questions.extend(questions)
+            return [0.5] * len(responses)
+
+    dataset = make_synthetic_dataset(8, seed=0)
+    judge = RecordingJudge()
+    args = TrustGRPOConfig(
+        output_dir=str(tmp_path),
+        use_cpu=True,
+        bf16=False,
+        max_steps=1,
+        per_device_train_batch_size=4,
+        num_generations=4,
+        max_completion_length=4,
+        report_to="none",
+        save_strategy="no",
+    )
+    TrustGRPOTrainer(str(tiny_vlm_dir), format_reward, args=args, thinking_judge=judge, train_dataset=dataset).train()
+    processor = AutoProcessor.from_pretrained(tiny_vlm_dir)
+    decoded = {decoded_policy_prompt(processor, row["prompt"]) for row in dataset}
+    assert len(judge.questions) == 4 and set(judge.questions) <= decoded
+    assert all(q.rstrip().endswith("assistant") and "<|im_start|>" not in q for q in judge.questions)
