@@ -45,7 +45,7 @@ from datasets import Dataset, DatasetDict, Features, Image, List, Value
 from sophia_trl.data.conversion import add_conversion_arguments, bad_rows_report, convert_rows, save_dataset
 from sophia_trl.data.images import resolve_image
 from sophia_trl.data.loading import BadRowError, iter_rows, release_data_files
-from sophia_trl.prompts import IMAGE_PLACEHOLDER, build_prompt
+from sophia_trl.prompts import IMAGE_PLACEHOLDER, POLICY_PROMPTS, build_prompt
 from sophia_trl.rewards.problem_types import PROBLEM_TYPES, normalize_problem_type
 
 FEATURES = Features(
@@ -79,6 +79,7 @@ def convert_row(
     image_root: Path,
     system_prompt: str | None = None,
     max_image_pixels: int | None = None,
+    policy_prompt: str = "sophia_trl",
 ) -> dict[str, Any]:
     """One release row -> one training row; raises [`BadRowError`] naming the row and file."""
 
@@ -129,7 +130,7 @@ def convert_row(
             raise bad(str(err)) from err
 
     return {
-        "prompt": build_prompt(problem, problem_type, options, system_prompt),
+        "prompt": build_prompt(problem, problem_type, options, system_prompt, policy_prompt),
         "image": image,
         "solution": solution,
         "problem_type": problem_type,
@@ -152,6 +153,7 @@ def convert(
     seed: int = 0,
     image_column: str = "image",
     max_image_pixels: int | None = None,
+    policy_prompt: str = "sophia_trl",
 ) -> tuple[Dataset, list[BadRowError], dict[str, Any]]:
     """
     Read, select and convert the release rows.
@@ -161,7 +163,8 @@ def convert(
     replaced by the next one); the kept rows stay in file order.
 
     With `image_column="images"` the image goes into a list column instead (`[image]`, `[]` for a text-only row),
-    TRL's other image format. With `max_image_pixels`, a larger image makes its row bad.
+    TRL's other image format. With `max_image_pixels`, a larger image makes its row bad. `policy_prompt` names the
+    prompt written (`sophia_trl.prompts.build_prompt`: this project's, or `"sophiavl-r1"`, the released run's).
 
     Returns:
         The converted `Dataset`, the errors of skipped rows, and summary counts.
@@ -196,7 +199,7 @@ def convert(
             items,
             lambda item: (
                 item[0],
-                convert_row(item[1], item[2], item[3], image_root, system_prompt, max_image_pixels),
+                convert_row(item[1], item[2], item[3], image_root, system_prompt, max_image_pixels, policy_prompt),
             ),
             on_bad_row=on_bad_row,
             max_rows=max_rows_per_source,
@@ -229,6 +232,13 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--output_dir", required=True, help="Folder to write the DatasetDict to (save_to_disk).")
     parser.add_argument("--image_root", default=None, help="Folder image paths are relative to (default: input_dir).")
     parser.add_argument("--system_prompt", default=None, help="System message added to every prompt.")
+    parser.add_argument(
+        "--policy_prompt",
+        choices=list(POLICY_PROMPTS),
+        default="sophia_trl",
+        help="The prompt written: this project's, or 'sophiavl-r1', the released run's (read from the release; see "
+        "docs/thinking_reward_model.md). recipes/grpo.py --policy_prompt rebuilds it at training time too.",
+    )
     parser.add_argument("--data_sources", nargs="+", default=None, help="Keep only these data_source values.")
     parser.add_argument(
         "--categories", nargs="+", default=None, help="Keep only these top image folders (e.g. Math), or file stems."
@@ -263,6 +273,7 @@ def main(argv: list[str] | None = None) -> DatasetDict:
         seed=args.seed,
         image_column=args.image_column,
         max_image_pixels=args.max_image_pixels,
+        policy_prompt=args.policy_prompt,
     )
     if len(dataset) == 0:
         raise SystemExit(f"No rows left after selection in {args.input_dir}: check the selection options.")

@@ -29,7 +29,7 @@ from trl import ModelConfig, TrlParser
 
 from sophia_trl.callbacks import SaveOnPreemptionCallback
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments, check_one_vllm_engine
-from sophia_trl.data import check_images, load_train_test_splits
+from sophia_trl.data import apply_policy_prompt, check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.judges import load_thinking_judge
 from sophia_trl.judges.metrics import metrics_for_json
@@ -122,6 +122,9 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
                 f"{script_args.dataset_name}; set dataset_test_split or eval_strategy: 'no'."
             )
         eval_dataset = test_dataset
+    train_dataset = apply_policy_prompt(train_dataset, script_args.policy_prompt, script_args.dataset_name)
+    if eval_dataset is not None:
+        eval_dataset = apply_policy_prompt(eval_dataset, script_args.policy_prompt, script_args.dataset_name)
     # A corrupt or oversized image would otherwise kill the run when its row is drawn, possibly hours in.
     image_check = {"max_pixels": script_args.max_image_pixels, "on_bad_row": script_args.on_bad_row}
     train_dataset, _ = check_images(

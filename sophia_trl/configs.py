@@ -15,6 +15,7 @@ from trl import GRPOConfig, RewardConfig, ScriptArguments
 
 from .data.loading import BAD_ROW_POLICIES
 from .judges.scores import JUDGE_READOUTS
+from .prompts import POLICY_PROMPTS
 from .rewards.scorers import OCR_MODES
 from .trust import ANNEALING_SCHEDULES, TRUST_RULES
 
@@ -253,6 +254,15 @@ class TrustGRPOScriptArguments(ImageDataArguments):
     numerical_timeout: float = field(
         default=1.0, metadata={"help": "Seconds allowed to verify one numerical answer (math-verify)."}
     )
+    policy_prompt: str = field(
+        default="sophia_trl",
+        metadata={
+            "help": "The policy prompt: 'sophia_trl' keeps the dataset's prompt column (this project's prompt, "
+            "written by data_prep/); 'sophiavl-r1' rebuilds it from the problem, problem_type and options columns as "
+            "the released SophiaVL-R1 run wrote it (read from the release; see docs/thinking_reward_model.md).",
+            "choices": list(POLICY_PROMPTS),
+        },
+    )
 
     # Parameters that control the thinking judge
     judge_backend: str = field(
@@ -334,6 +344,8 @@ class TrustGRPOScriptArguments(ImageDataArguments):
             raise ValueError("judge_backend='openai' needs judge_base_url, e.g. http://localhost:8001/v1.")
         if self.ocr_mode not in OCR_MODES:
             raise ValueError(f"ocr_mode={self.ocr_mode!r} is not one of {OCR_MODES}.")
+        if self.policy_prompt not in POLICY_PROMPTS:
+            raise ValueError(f"policy_prompt={self.policy_prompt!r} is not one of {POLICY_PROMPTS}.")
         if self.numerical_timeout <= 0:
             raise ValueError(f"numerical_timeout must be a positive number of seconds, got {self.numerical_timeout}.")
         if self.judge_max_images_per_row < 1:

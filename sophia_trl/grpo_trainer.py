@@ -16,7 +16,7 @@ from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id, get_trackio_space_url, is_async_callable
 
 from .configs import TrustGRPOConfig, check_one_vllm_engine
-from .judges import VLLMJudge, judge_inputs
+from .judges import VLLMJudge, decoded_policy_prompt, judge_inputs
 from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label, raise_on_every_process
 from .model_cards import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
 from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging, reward_func_kwargs
@@ -270,8 +270,7 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         if not rows:
             return
         try:
-            questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows))
-            future = judge.score_async(list(questions), list(responses), list(images))
+            future = judge.score_async(*self._judge_inputs(inputs, prompts, completions, rows))
         except Exception as error:  # raised where `_calculate_rewards` collects it, on every process at once
             future = Future()
             future.set_exception(error)
@@ -307,9 +306,19 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
             add(pending[1], pending[2].result())
         missing = [i for i in rows if i not in scores]
         if missing:
-            questions, responses, images = zip(*(judge_inputs(inputs[i], prompts[i], completions[i]) for i in missing))
-            add(missing, self.thinking_judge.score(list(questions), list(responses), list(images)))
+            add(missing, self.thinking_judge.score(*self._judge_inputs(inputs, prompts, completions, missing)))
         return [scores[i] for i in rows]
+
+    def _judge_inputs(self, inputs, prompts, completions, rows: list[int]) -> tuple[list, list, list]:
+        """The judge's questions, responses and images of the local `rows`. A template that reads `{policy_prompt}`
+        (the released judge's) gets the policy's decoded prompt as the question, as the released reward code sends."""
+        items = [judge_inputs(inputs[i], prompts[i], completions[i]) for i in rows]
+        judge_prompt = getattr(self.thinking_judge, "judge_prompt", None)
+        if judge_prompt is not None and judge_prompt.reads_policy_prompt:
+            decoded = [decoded_policy_prompt(self.processing_class, prompts[i]) for i in rows]
+            items = [(question, response, image) for question, (_, response, image) in zip(decoded, items)]
+        questions, responses, images = (list(column) for column in zip(*items))
+        return questions, responses, images
 
     def _calculate_rewards(self, inputs, prompts, completions, completion_ids_list):
         # Shapes: B = completions of all processes (TRL gathers the rewards), B_local = this process's completions

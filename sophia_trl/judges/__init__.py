@@ -2,10 +2,14 @@
 
 One job per module:
 
-- `template.py`: the judge prompt ([`JudgePrompt`]: ours by default, or a user's template file, [`load_judge_prompt`]).
+- `template.py`: the judge prompt ([`JudgePrompt`]: ours by default, a user's template file, or the released judge's
+  `sophiavl-r1` read from the release, [`load_judge_prompt`]).
+- `release_prompt.py`: `python -m sophia_trl.judges.release_prompt` writes the released judge prompt as a template
+  file.
 - `messages.py`: [`judge_inputs`] (what the judge reads from an item, on every path) and the judge conversation's
   renderings for local models, SFT rows and OpenAI-compatible servers.
-- `scores.py`: the score format and parser, and the expected-score readout over the score tokens.
+- `scores.py`: the score format and parsers (ours, and the released extractor chain), and the expected-score readout
+  over the score tokens.
 - `base.py`: [`ThinkingJudge`], the `score(questions, responses, images)` interface with its cache; [`image_hash`].
 - `local.py`: the in-process backends [`TransformersJudge`], [`ScalarJudge`] and [`VLLMJudge`].
 - `transport.py`: [`OpenAIChatClient`], the HTTP client of an OpenAI-compatible server (timeouts, retries,
@@ -26,6 +30,7 @@ from .messages import (
     build_judge_inputs,
     build_judge_messages,
     build_openai_messages,
+    decoded_policy_prompt,
     format_judge_sft_example,
     image_of,
     image_to_data_url,
@@ -34,9 +39,16 @@ from .messages import (
     response_of,
 )
 from .metrics import evaluate_judge, pairwise_accuracy, question_group_id
-from .scores import expected_score, format_score, parse_score, score_token_ids
+from .scores import SCORE_PARSERS, expected_score, format_score, parse_score, parse_score_sophiavl_r1, score_token_ids
 from .server import OpenAIJudge
-from .template import DEFAULT_JUDGE_PROMPT, JUDGE_SYSTEM_PROMPT, JUDGE_USER_TEMPLATE, JudgePrompt, load_judge_prompt
+from .template import (
+    DEFAULT_JUDGE_PROMPT,
+    JUDGE_SYSTEM_PROMPT,
+    JUDGE_USER_TEMPLATE,
+    JudgePrompt,
+    load_judge_prompt,
+    release_judge_prompt,
+)
 from .transport import JudgeServerError, OpenAIChatClient
 
 __all__ = [
@@ -45,6 +57,7 @@ __all__ = [
     "JUDGE_USER_TEMPLATE",
     "JudgePrompt",
     "JudgeServerError",
+    "SCORE_PARSERS",
     "OpenAIChatClient",
     "OpenAIJudge",
     "ScalarJudge",
@@ -54,6 +67,7 @@ __all__ = [
     "build_judge_inputs",
     "build_judge_messages",
     "build_openai_messages",
+    "decoded_policy_prompt",
     "expected_score",
     "evaluate_judge",
     "format_judge_sft_example",
@@ -66,8 +80,10 @@ __all__ = [
     "load_thinking_judge",
     "pairwise_accuracy",
     "parse_score",
+    "parse_score_sophiavl_r1",
     "question_group_id",
     "question_of",
+    "release_judge_prompt",
     "response_of",
     "score_token_ids",
 ]

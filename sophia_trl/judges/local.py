@@ -16,7 +16,7 @@ import torch
 from ..model_utils import loading_whole
 from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_judge_inputs, build_openai_messages
-from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score, score_token_ids
+from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, score_token_ids
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
 
 # Log-probabilities vLLM returns per position (its default limit, `max_logprobs`, is 20).
@@ -91,8 +91,8 @@ class TransformersJudge(_LocalJudge):
     - `"expected"`: one forward pass over the prompt followed by `<answer>0.`, and the probability-weighted mean of the
       scores 0.0, 0.1, ..., 1.0 from the judge's next-token probabilities ([`~sophia_trl.judges.expected_score`]): a
       continuous score, no generation loop, no unparsable reply.
-    - `"greedy"`: greedy generation of the answer (6-8 tokens), parsed with [`~sophia_trl.judges.parse_score`]; a
-      reply without a score gives `None`.
+    - `"greedy"`: greedy generation of the answer (6-8 tokens), parsed with the template's `score_parser`
+      ([`~sophia_trl.judges.parse_score`] by default: a reply without a score gives `None`).
 
     Rows are sorted by prompt length and scored in batches of `batch_size` with left padding; rows with and without
     images can share a batch.
@@ -195,7 +195,7 @@ class TransformersJudge(_LocalJudge):
     ) -> list[float | None]:
         if self.readout == "expected":
             return self.expected_scores(questions, responses, images)
-        return [parse_score(text) for text in self.generate_texts(questions, responses, images)]
+        return [self.judge_prompt.parse_score(text) for text in self.generate_texts(questions, responses, images)]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -360,7 +360,9 @@ class VLLMJudge(ThinkingJudge):
         if self.readout == "expected":
             return self._expected_scores(conversations)
         outputs = self.llm.chat(conversations, sampling_params=self.sampling_params, use_tqdm=False)
-        return [parse_score(output.outputs[0].text) if output.outputs else None for output in outputs]
+        return [
+            self.judge_prompt.parse_score(output.outputs[0].text) if output.outputs else None for output in outputs
+        ]
 
     def _expected_scores(self, conversations: list[list[dict[str, Any]]]) -> list[float | None]:
         prefilled = [[*c, {"role": "assistant", "content": SCORE_PREFIX + "0."}] for c in conversations]

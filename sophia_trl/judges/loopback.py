@@ -114,6 +114,8 @@ class LoopbackJudgeServer:
             The model name the server reports.
         list_models (`bool`, *optional*, defaults to `True`):
             Whether `GET /v1/models` works; `False` answers HTTP 500 there, as some servers do.
+        record_bodies (`bool`, *optional*, defaults to `False`):
+            Keep the JSON body of every chat request in `bodies` (for tests of what a client sends).
 
     Attributes:
         url (`str`): The OpenAI API root, `http://127.0.0.1:<port>/v1`.
@@ -121,10 +123,16 @@ class LoopbackJudgeServer:
         max_in_flight (`int`): Most chat requests handled at the same time.
         images (`list[PIL.Image.Image]`): The images received.
         authorizations (`set[str]`): The `Authorization` headers received.
+        bodies (`list[dict]`): The chat requests' JSON bodies in arrival order, when `record_bodies`.
     """
 
     def __init__(
-        self, service_time: float = 0.0, hang_time: float = 30.0, model: str = "judge", list_models: bool = True
+        self,
+        service_time: float = 0.0,
+        hang_time: float = 30.0,
+        model: str = "judge",
+        list_models: bool = True,
+        record_bodies: bool = False,
     ):
         self.service_time = service_time
         self.list_models = list_models
@@ -134,6 +142,8 @@ class LoopbackJudgeServer:
         self.max_in_flight = 0
         self.images: list[Image.Image] = []
         self.authorizations: set[str] = set()
+        self.record_bodies = record_bodies
+        self.bodies: list[dict[str, Any]] = []
         self._attempts: Counter[str] = Counter()
         self._in_flight = 0
         self._lock = threading.Lock()
@@ -162,6 +172,8 @@ class LoopbackJudgeServer:
         marker = _MODE_RE.search(text)
         mode, arg = (marker.group(1), int(marker.group(2) or 0)) if marker else ("ok", 0)
         with self._lock:
+            if self.record_bodies:
+                self.bodies.append(body)
             self.requests[mode] += 1
             self._attempts[text] += 1
             attempt = self._attempts[text]

@@ -127,8 +127,8 @@ def build_judge_messages(
         `list[dict]`: A system turn (unless the template has none) and a user turn, both with list-of-blocks content,
         the format that processors' `apply_chat_template` and TRL's vision datasets use.
     """
-    system, before, after = (judge_prompt or DEFAULT_JUDGE_PROMPT).render(question, response)
     images = image_list(image)
+    system, before, after = (judge_prompt or DEFAULT_JUDGE_PROMPT).render(question, response, bool(images))
     user_content: list[dict[str, Any]] = []
     if not images:
         user_content.append({"type": "text", "text": before + after})
@@ -264,7 +264,8 @@ def build_openai_messages(
             The prompt template; this project's when `None`.
 
     Returns:
-        `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`).
+        `list[dict]`: Messages for `/v1/chat/completions` (also accepted by vLLM's `LLM.chat`); the system turn's content
+        is a plain string, as OpenAI's API and the released SophiaVL-R1 reward code write it.
     """
     messages = build_judge_messages(question, response, image, judge_prompt)
     urls = [image_url] if isinstance(image_url, str) else image_url
@@ -278,4 +279,31 @@ def build_openai_messages(
             {"type": "image_url", "image_url": {"url": next(next_url)}} if block["type"] == "image" else block
             for block in message["content"]
         ]
+    if messages[0]["role"] == "system":
+        messages[0]["content"] = messages[0]["content"][0]["text"]
     return messages
+
+
+def decoded_policy_prompt(processing_class: Any, prompt: str | list[dict[str, Any]]) -> str:
+    """The policy's prompt as its tokenizer decodes it without special tokens: what the released SophiaVL-R1 reward
+    code sends to the judge as the question (`{policy_prompt}`).
+
+    A conversational prompt is rendered by the policy's chat template with the generation prompt (as TRL renders it
+    for generation); the text is then tokenized and decoded with `skip_special_tokens=True`, which drops the chat and
+    vision markers (`<|im_start|>`, `<|vision_start|>`, ...) and keeps the role names, system prompt and question.
+
+    Args:
+        processing_class (`PreTrainedTokenizerBase` or `ProcessorMixin`):
+            The policy's processor or tokenizer.
+        prompt (`str` or `list[dict]`):
+            The policy prompt, plain or conversational.
+
+    Returns:
+        `str`: The decoded prompt.
+    """
+    tokenizer = getattr(processing_class, "tokenizer", processing_class)
+    text = prompt
+    if not isinstance(prompt, str):
+        text = processing_class.apply_chat_template(prompt, tokenize=False, add_generation_prompt=True)
+    ids = tokenizer(text, add_special_tokens=False)["input_ids"]
+    return tokenizer.decode(ids, skip_special_tokens=True)

@@ -65,6 +65,66 @@ def parse_score(text: str | None) -> float | None:
     return min(1.0, max(0.0, value))
 
 
+# The released SophiaVL-R1 reading of a judge reply (`extract_score` in verl/workers/reward/custom.py): extractors tried
+# in this order, the first that finds a number wins, clamped to [0, 1]; 0 when none does.
+_RELEASE_EXTRACTORS = (
+    (re.compile(r"\\box(?:es)?\{([01](?:\.\d)?)\}"), float),  # \box{0.7} or \boxes{0.7} (not \boxed)
+    (re.compile(r"<answer>\s*([01](?:\.\d)?)\s*</answer>"), float),
+    (re.compile(r"\b([01](?:\.\d)?)\b"), float),  # the first standalone 0, 1, 0.d or 1.d anywhere
+    (re.compile(r"</think>\s*<answer>\s*([\d.]+)\s*</answer>"), None),  # int or float, as written
+    (re.compile(r"</think>\s*([\d.]+)"), None),
+    (re.compile(r"Total Wrong Steps\*\*:\s*(\d+)"), int),
+    (re.compile(r"\*\*(\d+)\s+wrong steps\*\*"), int),
+    (re.compile(r"\*\*.*?\bWrong Steps\*\*:\s*(\d+)"), int),
+)
+
+
+def parse_score_sophiavl_r1(text: str | None) -> float:
+    r"""Reads a judge reply as the released SophiaVL-R1 code does: its extractor chain, clamped to [0, 1], 0 when it
+    finds nothing.
+
+    The chain tries `\box{x}`/`\boxes{x}`, `<answer>x</answer>`, the first standalone `0`, `1`, `0.d` or `1.d` in
+    the text, a number after `</think>` (in `<answer>` tags or bare), then counts of wrong steps (`**Total Wrong
+    Steps**: n`, `**n wrong steps**`, `**... Wrong Steps**: n`). Only one decimal digit is read, so
+    `<answer>0.75</answer>` reads as 0 (the leading `0` alone). A number after `</think>` that is not one (`"2.5."`)
+    makes the released code fail on every retry and score 0; so it scores 0 here.
+
+    Unlike [`parse_score`], a reply without a score is 0, not `None`: the release cannot tell it from bad reasoning,
+    and neither can the failure budget when this parser is chosen.
+
+    Example:
+
+    ```python
+    >>> parse_score_sophiavl_r1("<answer>0.8</answer>")
+    0.8
+    >>> parse_score_sophiavl_r1("<answer>0.75</answer>")
+    0.0
+    >>> parse_score_sophiavl_r1("no score here")
+    0.0
+    ```
+    """
+    for pattern, convert in _RELEASE_EXTRACTORS:
+        match = pattern.search(text or "")
+        if match is None:
+            continue
+        number = match.group(1)
+        try:
+            value = convert(number) if convert else (int(number) if number.isdigit() else float(number))
+        except ValueError:
+            return 0.0
+        return float(min(1, max(0, value)))
+    return 0.0
+
+
+# How a judge's written reply is read, by the name a template's `score_parser` gives.
+SCORE_PARSERS = {"sophia_trl": parse_score, "sophiavl-r1": parse_score_sophiavl_r1}
+
+
+def parse_score_with(parser: str, text: str | None) -> float | None:
+    """The score in `text` read by the parser named `parser` ([`SCORE_PARSERS`])."""
+    return SCORE_PARSERS[parser](text)
+
+
 # The expected-score readout: instead of the greedy text, the judge's probabilities over the scores of the 0.1 grid it
 # was trained to write (as G-Eval weights its scores by their token probabilities). After `<answer>`, a score starts
 # with "1" (1.0: `parse_score` clamps anything above) or "0", and "0" continues as "0." and one digit d (0.d). So one

@@ -8,7 +8,7 @@ from typing import Any
 
 from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_openai_messages, image_to_data_url
-from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, parse_score
+from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
 from .transport import OpenAIChatClient
 
@@ -40,11 +40,12 @@ class OpenAIJudge(ThinkingJudge):
 
     Each row becomes one chat request with the judge prompt ([`~sophia_trl.judges.build_openai_messages`], each of the
     row's images as a base64 data URL, in order; a server serves as many images per request as it was started with,
-    e.g. `vllm serve --limit-mm-per-prompt`) and the score is read from the reply
-    ([`~sophia_trl.judges.parse_score`]). The requests go through an [`~sophia_trl.judges.OpenAIChatClient`]
+    e.g. `vllm serve --limit-mm-per-prompt`) and the score is read from the reply (the template's `score_parser`,
+    [`~sophia_trl.judges.parse_score`] by default). The requests go through an [`~sophia_trl.judges.OpenAIChatClient`]
     (`self.client`): at most `max_concurrency` at a time, on an event loop in its own thread (so `score` works from any
-    thread, including one that runs an event loop), each attempt bounded by `timeout`; timeouts, connection errors, HTTP 429 and 5xx are retried up to `max_retries` times
-    with exponential backoff and jitter; a request that still fails, or whose reply holds no score, gives `None`.
+    thread, including one that runs an event loop), each attempt bounded by `timeout`; timeouts, connection errors,
+    HTTP 429 and 5xx are retried up to `max_retries` times with exponential backoff and jitter; a request that still
+    fails, or whose reply holds no score, gives `None`.
     Authentication, permission and not-found errors mean the configuration is wrong and raise
     [`~sophia_trl.judges.JudgeServerError`] at once.
 
@@ -211,7 +212,7 @@ class OpenAIJudge(ThinkingJudge):
         ]
         if self.readout == "expected":
             return self._expected_scores(requests)
-        return [parse_score(reply) for reply in self.client.complete(requests)]
+        return [self.judge_prompt.parse_score(reply) for reply in self.client.complete(requests)]
 
     def _expected_scores(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:
         """The expected-score readout from the servers' top log-probabilities (see `readout`)."""

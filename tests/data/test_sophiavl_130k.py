@@ -2,6 +2,7 @@
 
 import json
 import shutil
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -224,3 +225,24 @@ def test_images_list_column(release, tmp_path, script):
     by_id = {row["problem_id"]: row["images"] for row in train}
     assert by_id["m3"] == []  # text-only
     assert len(by_id["m1"]) == 1 and (np.asarray(by_id["m1"][0]) == IMAGE_COLORS["a"]).all()
+
+
+def test_the_released_policy_prompt_can_be_written(release, tmp_path, script, monkeypatch):
+    import hashlib
+
+    from sophia_trl import prompts
+    from sophia_trl import release as released
+
+    checkout = Path(__file__).parents[1] / "release" / "checkout"  # a stand-in of the release's files
+    stand_in = (checkout / released.POLICY_FILE).read_bytes()
+    monkeypatch.setitem(released.RELEASE_SHA256, released.POLICY_FILE, hashlib.sha256(stand_in).hexdigest())
+    monkeypatch.setenv(released.SOURCE_ENV, str(checkout))
+    prompts._release_policy_prompt.cache_clear()
+    out = tmp_path / "out"
+    script.main(["--input_dir", str(release), "--output_dir", str(out), "--policy_prompt", "sophiavl-r1"])
+    by_id = {row["problem_id"]: row for row in load_from_disk(str(out))["train"]}
+    expected = build_prompt("Which angle is the largest?", "multiple choice", ["A. 30", "B. 60", "C. 90", "D. 45"],
+                            policy_prompt="sophiavl-r1")  # fmt: skip
+    assert by_id["m2"]["prompt"] == expected
+    assert expected[0]["content"].startswith("Which angle is the largest?A. 30; B. 60; C. 90; D. 45\nStand-in")
+    prompts._release_policy_prompt.cache_clear()

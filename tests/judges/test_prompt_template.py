@@ -235,17 +235,8 @@ def recording_server():
     """A loopback judge server that keeps the JSON body of every chat request."""
     from sophia_trl.judges.loopback import LoopbackJudgeServer
 
-    class RecordingServer(LoopbackJudgeServer):
-        def _reply(self, body):
-            with self._lock:
-                self.bodies.append(body)
-            return super()._reply(body)
-
-    server = RecordingServer()
-    server.bodies = []
-    server.__enter__()
-    yield server
-    server.__exit__(None, None, None)
+    with LoopbackJudgeServer(record_bodies=True) as server:
+        yield server
 
 
 def test_the_server_judge_sends_the_template(recording_server, custom, image):
@@ -256,7 +247,7 @@ def test_the_server_judge_sends_the_template(recording_server, custom, image):
     assert body["messages"] == json.loads(
         json.dumps(build_openai_messages(QUESTION, RESPONSE, image, judge_prompt=custom))
     )
-    assert body["messages"][0] == {"role": "system", "content": [{"type": "text", "text": CUSTOM_SYSTEM}]}
+    assert body["messages"][0] == {"role": "system", "content": CUSTOM_SYSTEM}  # a plain string, as OpenAI writes it
     texts = [block.get("text") for block in body["messages"][1]["content"]]
     assert texts == [CUSTOM_BEFORE, None, CUSTOM_AFTER]
 
@@ -283,7 +274,7 @@ def test_the_label_script_sends_the_template(recording_server, custom_file, tmp_
     )
     [body] = recording_server.bodies
     assert body["messages"] == [
-        {"role": "system", "content": [{"type": "text", "text": CUSTOM_SYSTEM}]},
+        {"role": "system", "content": CUSTOM_SYSTEM},
         {"role": "user", "content": [{"type": "text", "text": CUSTOM_BEFORE + CUSTOM_AFTER}]},
     ]
 
