@@ -119,6 +119,15 @@ def test_trl_reward_arguments_work_as_with_grpo_trainer(run_one_step, case):
     assert any(t > 0 for t in rewards[THINKING_REWARD_NAME])
 
 
+def test_reliability_separate_normalises_environment_columns_with_the_outcome(run_one_step):
+    # reliability_separate normalises the columns other than the thinking one jointly; with alpha = 0 and
+    # scale_rewards="none" that is GRPO's group-normalised advantage of outcome + environment reward.
+    grpo = run_one_step(RecordingGRPO, "environment")
+    config = dict(thinking_reward_alpha=0, trust_rule="reliability_separate", scale_rewards="none")
+    separate = run_one_step(RecordingTrustGRPO, "environment", thinking_judge=LengthJudge(), config=config)
+    torch.testing.assert_close(separate.seen[0][0], grpo.seen[0][0], atol=1e-5, rtol=1e-5)
+
+
 def test_reward_processing_classes_of_the_wrong_length_name_the_fix(tiny_vlm_dir, tiny_grpo_config, tmp_path):
     with pytest.raises(ValueError, match="reward_processing_classes has 2 entries for 1 reward functions"):
         TrustGRPOTrainer(
