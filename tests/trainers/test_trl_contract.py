@@ -62,6 +62,10 @@ REWARD_HOOKS = {
         "sophia_trl/reward_trainer.py",
     ),
     "log": (["self", "logs", "start_time"], "sophia_trl/reward_trainer.py"),
+    "_load_from_checkpoint": (
+        ["self", "resume_from_checkpoint", "model"],
+        "sophia_trl/trl_compat.py (ResumeLoadsCheckpointWeights)",
+    ),
 }
 
 
