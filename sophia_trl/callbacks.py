@@ -19,8 +19,8 @@ class SaveOnPreemptionCallback(TrainerCallback):
     SLURM (before `--time` runs out or on preemption) and Kubernetes (before evicting a pod) send SIGTERM, then kill the
     job after a grace period. The signal handler only records the request: the step in progress finishes, then
     [`~transformers.Trainer`] saves a regular checkpoint (model, optimizer, scheduler, RNG states, trainer state with
-    the step, hence the annealing schedule and the data position) and leaves `train()`. The run continues with
-    `--resume_from_checkpoint true` (or the checkpoint's path).
+    the step, hence the annealing schedule and the data position, and [`~sophia_trl.TrustGRPOTrainer`]'s running trust
+    state) and leaves `train()`. The run continues with `--resume_from_checkpoint true` (or the checkpoint's path).
 
     In a run of several processes the decision is taken jointly (a max over processes after each step), so every
     process stops after the same step even when the signal reached only some of them.

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import os
 from concurrent.futures import Future
@@ -12,6 +13,7 @@ from typing import Protocol
 import torch
 from accelerate.utils import gather, is_peft_model
 from torch import nn
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
 from trl import GRPOTrainer
 from trl.trainer.utils import get_config_model_id, get_trackio_space_url, is_async_callable
 
@@ -19,7 +21,13 @@ from .configs import TrustGRPOConfig, check_one_vllm_engine
 from .judges import VLLMJudge, decoded_policy_prompt, judge_inputs
 from .judges.health import JudgeFailureBudget, JudgeOutageError, judge_label, raise_on_every_process
 from .model_cards import SOPHIAVL_R1_PAPER, describe_judge, trust_grpo_model_card
-from .trl_compat import CompletionsReadyHook, MultimodalBatchFixes, VLMCompletionsTableLogging, reward_func_kwargs
+from .trl_compat import (
+    CompletionsReadyHook,
+    MultimodalBatchFixes,
+    ResumeLoadsCheckpointWeights,
+    VLMCompletionsTableLogging,
+    reward_func_kwargs,
+)
 from .trust import (
     OFFICIAL_MIN_OUTCOME,
     annealed_alpha,
@@ -38,6 +46,7 @@ from .trust import (
 logger = logging.getLogger(__name__)
 
 THINKING_REWARD_NAME = "thinking_reward"
+TRUST_STATE_NAME = "trust_state.json"  # the trainer's running state in a checkpoint folder
 
 
 class ThinkingScorer(Protocol):
@@ -51,7 +60,23 @@ def thinking_reward(completions: list, **kwargs) -> list[float | None]:
     return [None] * len(completions)
 
 
-class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletionsTableLogging, GRPOTrainer):
+def _with_thinking_processing_class(kwargs: dict, num_reward_funcs: int) -> dict:
+    """`kwargs` with a processing class (none) for the thinking column after the user's `reward_processing_classes`."""
+    processing_classes = kwargs.get("reward_processing_classes")
+    if processing_classes is None:
+        return kwargs
+    processing_classes = processing_classes if isinstance(processing_classes, list) else [processing_classes]
+    if len(processing_classes) != num_reward_funcs:
+        raise ValueError(
+            f"reward_processing_classes has {len(processing_classes)} entries for {num_reward_funcs} reward functions; "
+            "give one per reward function (None for a function that needs none), none for the thinking reward."
+        )
+    return {**kwargs, "reward_processing_classes": [*processing_classes, None]}
+
+
+class TrustGRPOTrainer(
+    MultimodalBatchFixes, CompletionsReadyHook, VLMCompletionsTableLogging, ResumeLoadsCheckpointWeights, GRPOTrainer
+):
     """
     Trainer for Trust-GRPO.
 
@@ -67,15 +92,22 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         gamma * alpha * exp(-step / T) * R_thinking
 
     to the completion's reward as the extra reward column `thinking_reward` that `__init__` appends. Other reward
-    functions (e.g. a format or length reward) add with their `reward_weights` as in GRPO; the thinking column has
-    weight 1. GRPO's group normalisation of the summed reward into advantages, the loss and checkpointing are
-    inherited unchanged.
+    functions (e.g. a format or length reward) add with their `reward_weights` as in GRPO, and so do the reward columns
+    that TRL appends after the thinking column for environments with `get_reward`; the thinking column has weight 1
+    and no entry in `reward_processing_classes` (one per reward function, as in GRPO). GRPO's group normalisation of
+    the summed reward into advantages and the loss are inherited unchanged.
 
     The methods of `GRPOTrainer` it overrides, here and through its mixins (all but `create_model_card` also run TRL's
     through `super()`):
 
-    - `__init__`: appends the `thinking_reward` column and its weight 1, checks the judge, copies `args`, sets up the
-      judge's failure budget;
+    - `__init__`: appends the `thinking_reward` column, its weight 1 and its processing class (none), checks the
+      judge, copies `args`, sets up the judge's failure budget;
+    - `_save_checkpoint` and `_load_optimizer_and_scheduler` (the Trainer's, as TRL's own adaptive-entropy state):
+      write `trust_state.json` into each checkpoint (the reliability rules' running AUC evidence and the failure
+      budget's window) and read it back when training resumes, so a resumed run continues as an uninterrupted one
+      (the checkpoint of a judge outage holds an empty window: the resumed run counts failures afresh);
+    - `_load_from_checkpoint` ([`~sophia_trl.trl_compat.ResumeLoadsCheckpointWeights`], the Trainer's): loads a
+      Qwen-VL checkpoint's weights on resume under the model's own names;
     - `_calculate_rewards`: the Trust-GRPO reward above, from the judge's scores of the outcome rewards' batch;
     - `create_model_card`: writes a card with the method, the run's Trust-GRPO settings, the judge and the paper
       ([`~sophia_trl.model_cards.trust_grpo_model_card`]) at every save and in `push_to_hub`;
@@ -91,7 +123,8 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
     The mixins work around TRL 1.16 limits and go when TRL lifts them; `_on_completions` is the hook of
     `CompletionsReadyHook`, not a TRL method. Besides these, the trainer reads TRL's private `_metrics`, calls
     `_log_completion_extra` (the completions table's extra columns) and `_save_checkpoint` (before stopping on a judge
-    outage), and asks [`~sophia_trl.trl_compat.reward_func_kwargs`] for TRL's reward-function arguments.
+    outage), and asks [`~sophia_trl.trl_compat.reward_func_kwargs`] for TRL's reward-function arguments. The overrides
+    of the Trainer's checkpoint hooks were written against transformers 5.23.0 with TRL 1.16.0.
 
     `args.trust_rule` chooses the weight: `"paper"` is gamma above (1 in groups whose answers are all right or all
     wrong). `"reliability"` gives every group one weight w = clip(2 * AUC - 1, 0, 1), AUC a running estimate of how
@@ -197,11 +230,15 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
                         "functions; give one weight per reward function (the thinking reward is weighted by alpha)."
                     )
                 args.reward_weights = [*args.reward_weights, 1.0]
+            kwargs = _with_thinking_processing_class(kwargs, len(reward_funcs) - 1)
         self.overlap_judge = overlap_judge
         self._pending_judgement: tuple[list, list[int], Future] | None = None  # (completions, rows, scores)
         super().__init__(model=model, reward_funcs=reward_funcs, args=args, **kwargs)
+        # The thinking column's index in the rewards: TRL appends the reward columns of environments with `get_reward`
+        # after the reward functions, so it need not be the last one.
+        self._thinking_column = next((i for i, f in enumerate(self.reward_funcs) if f is thinking_reward), None)
         # Running evidence of the judge's right-above-wrong ranking (trust_rule="reliability*"): (discounted pair
-        # score sum, discounted pair count); it starts again from the prior when training resumes from a checkpoint.
+        # score sum, discounted pair count); saved with each checkpoint, with the failure budget's window.
         self._reliability = (0.0, 0.0)
         self.judge_failure_budget = None
         if thinking_judge is not None:
@@ -330,7 +367,9 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         if self.thinking_judge is None:
             return rewards_per_func
         if not self._judges_batch(mode):
-            rewards_per_func[:, -1] = 0.0  # (B,) no thinking term: the reward is the other columns' alone
+            rewards_per_func[:, self._thinking_column] = (
+                0.0  # (B,) no thinking term: the reward is the other columns' alone
+            )
             return rewards_per_func
 
         args: TrustGRPOConfig = self.args
@@ -374,11 +413,14 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         if args.trust_rule == "reliability_separate":
             # norm(R_o) + w * alpha_t * norm(R_t): the columns arrive normalised per group, and with
             # scale_rewards="none" (checked by the config) TRL only subtracts their group mean, which is already 0.
-            rewards_per_func[:, :-1] = normalize_columns_jointly(
-                rewards_per_func[:, :-1], self.reward_weights[:-1], num_generations
+            others = [j for j in range(rewards_per_func.shape[1]) if j != self._thinking_column]
+            rewards_per_func[:, others] = normalize_columns_jointly(
+                rewards_per_func[:, others], self.reward_weights[others], num_generations
             )
             thinking_term = group_normalize(thinking, num_generations)
-        rewards_per_func[:, -1] = thinking_bonus(thinking_term, gamma, alpha, num_generations, active)  # (B,)
+        rewards_per_func[:, self._thinking_column] = thinking_bonus(
+            thinking_term, gamma, alpha, num_generations, active
+        )  # (B,)
 
         grouped = (outcome.view(-1, num_generations) >= args.correct_threshold).float().mean(dim=1)  # (num_groups,)
         mixed = (grouped > 0) & (grouped < 1)  # (num_groups,)
@@ -420,9 +462,55 @@ class TrustGRPOTrainer(MultimodalBatchFixes, CompletionsReadyHook, VLMCompletion
         try:
             self.judge_failure_budget.update(self.state.global_step + 1, calls, failed)
         except JudgeOutageError:
-            # The step being scored is not trained: the checkpoint holds the last finished one, to resume from.
+            # The step being scored is not trained: the checkpoint holds the last finished one, to resume from, with
+            # an empty failure window: the run resumes once the judge is checked, and counts its failures afresh.
+            self.judge_failure_budget.reset()
             self._save_checkpoint(self.model_wrapped, trial=None)
             raise
+
+    def _save_checkpoint(self, model, trial) -> None:
+        # Writes the running state into the checkpoint folder before the Trainer saves (and maybe pushes) it. The
+        # state is the same on every process (it comes from gathered rewards and summed counts): the main one writes.
+        if self.args.should_save:
+            folder = os.path.join(
+                self._get_output_dir(trial=trial), f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"
+            )
+            os.makedirs(folder, exist_ok=True)
+            with open(os.path.join(folder, TRUST_STATE_NAME), "w") as f:
+                json.dump(self._trust_state(), f, indent=2)
+        super()._save_checkpoint(model, trial)
+
+    def _load_optimizer_and_scheduler(self, checkpoint: str | None) -> None:
+        # The Trainer calls this once when training resumes from `checkpoint` (and with None otherwise).
+        super()._load_optimizer_and_scheduler(checkpoint)
+        if checkpoint is not None and self.thinking_judge is not None:
+            self._load_trust_state(checkpoint)
+
+    def _trust_state(self) -> dict:
+        """What a resumed run needs to continue as an uninterrupted one: the reliability rules' running AUC evidence
+        and the judge failure budget's window."""
+        budget = self.judge_failure_budget
+        return {
+            "reliability": list(self._reliability),
+            "judge_failure_budget": budget.state_dict() if budget is not None else None,
+        }
+
+    def _load_trust_state(self, checkpoint: str) -> None:
+        """Restores `_trust_state` from `checkpoint`; a checkpoint without it (another trainer's) starts afresh."""
+        path = os.path.join(checkpoint, TRUST_STATE_NAME)
+        if not os.path.isfile(path):
+            logger.warning(
+                "%s has no %s: the reliability rules' running AUC and the judge failure budget's window start afresh.",
+                checkpoint,
+                TRUST_STATE_NAME,
+            )
+            return
+        with open(path) as f:
+            state = json.load(f)
+        score_sum, num_pairs = state["reliability"]
+        self._reliability = (float(score_sum), float(num_pairs))
+        if state["judge_failure_budget"] is not None:
+            self.judge_failure_budget.load_state_dict(state["judge_failure_budget"])
 
     def create_model_card(
         self, model_name: str | None = None, dataset_name: str | None = None, tags: str | list[str] | None = None

@@ -31,6 +31,7 @@ from trl.data_utils import get_dataset_column_names
 from .configs import ThinkingRewardConfig
 from .judges import JudgePrompt, build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
 from .judges.scalar_model import load_scalar_reward_model
+from .trl_compat import ResumeLoadsCheckpointWeights
 
 logger = logging.getLogger(__name__)
 
@@ -148,11 +149,12 @@ def drop_long_rows(
 # ---------------------------------------------------------------------------------------------------------------------
 
 
-class ThinkingRewardTrainer(RewardTrainer):
+class ThinkingRewardTrainer(ResumeLoadsCheckpointWeights, RewardTrainer):
     """
     [`~trl.RewardTrainer`] for a vision-language thinking reward model trained on pointwise scores.
 
     The changes with respect to `RewardTrainer` (written against TRL 1.16.0):
+    - resuming from a checkpoint loads its weights ([`~sophia_trl.trl_compat.ResumeLoadsCheckpointWeights`]);
     - the model is a [`~sophia_trl.judges.scalar_model.Qwen2_5_VLForScalarReward`] (loaded from a path or passed in)
       and `processing_class` is the full processor, so images reach the model and the saved checkpoint holds the
       processor;

@@ -1,22 +1,31 @@
-"""Workarounds for TRL's `GRPOTrainer`, one mixin or function each, to be dropped when TRL no longer needs it.
+"""Workarounds for TRL's `GRPOTrainer` (and the transformers `Trainer` beneath it), one mixin or function each, to be
+dropped when TRL (or transformers) no longer needs it.
 
 `TrustGRPOTrainer` lists the mixins before `GRPOTrainer` in its bases, so each override runs first and hands over to
 TRL with `super()`; [`reward_func_kwargs`] rebuilds what TRL passes to reward functions. They rely on private
 `GRPOTrainer` hooks and attributes: `tests/trainers/test_trl_contract.py` checks those against [`TRL_VERSION`] and
-fails with a message naming this module the day TRL changes one of them. Besides the trainers, this is the only module
-of sophia_trl that touches TRL's private parts.
+fails with a message naming this module the day TRL changes one of them ([`ResumeLoadsCheckpointWeights`]: a Trainer
+hook, checked against [`TRANSFORMERS_VERSION`] by `tests/trainers/test_resume.py`). Besides the trainers, this is the
+only module of sophia_trl that touches TRL's private parts.
 """
 
 from __future__ import annotations
 
+import json
+import logging
+import os
 from typing import Any
 
 from .logging_utils import log_completions_table, table_backends
+
+logger = logging.getLogger(__name__)
 
 # The TRL release whose private GRPOTrainer hooks the workarounds below (and TrustGRPOTrainer's overrides) were
 # written and checked against. Moving to another release means re-running tests/trainers/test_trl_contract.py and
 # updating this.
 TRL_VERSION = "1.16.0"
+# The transformers release whose `Trainer._load_from_checkpoint` `ResumeLoadsCheckpointWeights` works around.
+TRANSFORMERS_VERSION = "5.23.0"
 
 
 class MultimodalBatchFixes:
@@ -126,6 +135,79 @@ class CompletionsReadyHook:
         self, inputs: list[dict], prompts: list, completions: list, completion_ids_list: list[list[int]]
     ) -> None:
         """Runs right after generation, before the log-prob passes; does nothing unless overridden."""
+
+
+class ResumeLoadsCheckpointWeights:
+    """
+    Loads a checkpoint's model weights into the model when training resumes from it, for models whose weights
+    transformers saves under other names than the model's own (Qwen2-VL, Qwen2.5-VL and the other models with a
+    weight conversion mapping).
+
+    Needed with transformers 5.23.0 (huggingface/transformers#43701): `save_pretrained` writes such a model's weights
+    under their original checkpoint names (`model.layers.*`, `visual.*`), and `Trainer._load_from_checkpoint` loads
+    them with `load_state_dict(strict=False)` under the model's names (`model.language_model.layers.*`,
+    `model.visual.*`): no weight matches, the Trainer only logs the missing and unexpected keys, and the resumed run
+    trains on from the weights the model was built with (the optimizer, scheduler and step come back, the weights do
+    not). This mixin renames the checkpoint's keys with the model's conversion mapping, as `from_pretrained` does,
+    before loading them. A PEFT model, FSDP, SageMaker MP, a sharded `.bin` checkpoint and a mapping that does more
+    than rename keys go to the Trainer's loading unchanged (DeepSpeed restores the weights from its own files).
+
+    It can go once transformers' `_load_from_checkpoint` applies the conversion mapping;
+    `tests/trainers/test_resume.py::test_stock_trainer_still_loses_the_weights_on_resume` fails on that day.
+    """
+
+    def _load_from_checkpoint(self, resume_from_checkpoint: str, model=None) -> None:
+        from transformers import PreTrainedModel
+        from transformers.utils import is_sagemaker_mp_enabled
+
+        target = self.model if model is None else model
+        if isinstance(target, PreTrainedModel) and not self.is_fsdp_enabled and not is_sagemaker_mp_enabled():
+            state_dict = _checkpoint_weights_under_model_names(target, resume_from_checkpoint)
+            if state_dict is not None:
+                logger.info("Loading model from %s (checkpoint names converted).", resume_from_checkpoint)
+                parameters = target.state_dict(keep_vars=True)
+                result = target.load_state_dict(state_dict, strict=False)
+                loaded = {id(parameters[name]) for name in state_dict if name in parameters}
+                # A tied weight (lm_head with the embeddings) is saved once and loaded through its twin.
+                missing = [name for name in result.missing_keys if id(parameters[name]) not in loaded]
+                if missing or result.unexpected_keys:
+                    logger.warning(
+                        "Resuming from %s: the checkpoint lacks weights %s and has weights the model lacks %s.",
+                        resume_from_checkpoint,
+                        missing,
+                        result.unexpected_keys,
+                    )
+                return
+        super()._load_from_checkpoint(resume_from_checkpoint, model)
+
+
+def _checkpoint_weights_under_model_names(model: Any, checkpoint: str) -> dict | None:
+    """The safetensors weights of `checkpoint` renamed to `model`'s names by its conversion mapping; `None` when the
+    mapping renames nothing, does more than rename, or the checkpoint has no safetensors weights."""
+    import safetensors.torch
+    from transformers.conversion_mapping import get_model_conversion_mapping
+    from transformers.core_model_loading import WeightRenaming, rename_source_key
+
+    conversions = getattr(model, "_weight_conversions", None) or get_model_conversion_mapping(model)
+    if not conversions or not all(isinstance(c, WeightRenaming) for c in conversions):
+        return None
+    single, index = (
+        os.path.join(checkpoint, "model.safetensors"),
+        os.path.join(checkpoint, "model.safetensors.index.json"),
+    )
+    if os.path.isfile(single):
+        files = [single]
+    elif os.path.isfile(index):
+        with open(index) as f:
+            files = [os.path.join(checkpoint, name) for name in sorted(set(json.load(f)["weight_map"].values()))]
+    else:
+        return None
+    names = model.state_dict()
+    state_dict = {}
+    for file in files:
+        for key, tensor in safetensors.torch.load_file(file, device="cpu").items():
+            state_dict[rename_source_key(key, conversions, [], model.base_model_prefix, names)[0]] = tensor
+    return state_dict
 
 
 def _ignore(*args: Any) -> None:

@@ -35,7 +35,8 @@ class JudgeFailureBudget:
     so every process takes the same decision. The step's failed fraction is logged as one warning per step (when
     calls failed), not one line per request. Once `window` steps have been counted, a failed fraction over the last
     `window` steps above `max_failed_fraction` raises [`JudgeOutageError`]; below it, failed calls take their group's
-    mean score and the run recovers by itself when the judge answers again.
+    mean score and the run recovers by itself when the judge answers again. The trainer saves the window with each
+    checkpoint ([`state_dict`]) and restores it when training resumes.
 
     Args:
         judge_name (`str`):
@@ -69,6 +70,19 @@ class JudgeFailureBudget:
         self.window = window
         self.log_warnings = log_warnings
         self._steps: collections.deque[tuple[int, int]] = collections.deque(maxlen=window)  # (calls, failed)
+
+    def state_dict(self) -> dict[str, list[list[int]]]:
+        """The counted steps of the window, oldest first, as `[calls, failed]` pairs: what a checkpoint keeps."""
+        return {"window": [list(step) for step in self._steps]}
+
+    def load_state_dict(self, state: dict[str, list[list[int]]]) -> None:
+        """Restores the window of [`state_dict`] (its latest `window` steps if it holds more)."""
+        self._steps.clear()
+        self._steps.extend((int(calls), int(failed)) for calls, failed in state["window"])
+
+    def reset(self) -> None:
+        """Forgets the counted steps: the next `window` steps make a new window."""
+        self._steps.clear()
 
     @property
     def failed_fraction(self) -> float:

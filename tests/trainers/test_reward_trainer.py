@@ -84,6 +84,18 @@ def test_trainer_moves_predictions_toward_the_labels(tiny_judge_dir, thinking_ro
     assert mae == pytest.approx(after["eval_mae"], abs=1e-4)
 
 
+def test_resume_loads_the_checkpoints_weights(tiny_judge_dir, thinking_rows, tmp_path):
+    # ResumeLoadsCheckpointWeights: the scalar model saves its backbone as model.* + visual.*, as Qwen2.5-VL does.
+    data = thinking_rows(2)
+    args = make_args(tmp_path, max_steps=2, save_strategy="steps", save_steps=2)
+    first = ThinkingRewardTrainer(str(tiny_judge_dir), args=args, train_dataset=data)
+    first.train()
+    resumed = ThinkingRewardTrainer(str(tiny_judge_dir), args=args, train_dataset=data)
+    resumed._load_from_checkpoint(str(tmp_path / "out" / "checkpoint-2"))
+    for name, p in resumed.model.named_parameters():
+        assert torch.equal(p, dict(first.model.named_parameters())[name]), name
+
+
 @pytest.mark.parametrize("loss_name", ["bce", "mse"])
 def test_compute_loss_matches_the_formula(tiny_judge_dir, thinking_rows, tmp_path, loss_name):
     data = thinking_rows(2)

@@ -40,6 +40,16 @@ GRPO_HOOKS = {
         ["self", "column", "values"],
         "sophia_trl/grpo_trainer.py (TrustGRPOTrainer._calculate_rewards)",
     ),
+    # The Trainer's checkpoint hooks (transformers 5.23.0; TRL 1.16.0 overrides the first two for its own state).
+    "_save_checkpoint": (["self", "model", "trial"], "sophia_trl/grpo_trainer.py (TrustGRPOTrainer._save_checkpoint)"),
+    "_load_optimizer_and_scheduler": (
+        ["self", "checkpoint"],
+        "sophia_trl/grpo_trainer.py (TrustGRPOTrainer._load_optimizer_and_scheduler)",
+    ),
+    "_load_from_checkpoint": (
+        ["self", "resume_from_checkpoint", "model"],
+        "sophia_trl/trl_compat.py (ResumeLoadsCheckpointWeights)",
+    ),
 }
 REWARD_HOOKS = {
     "_prepare_dataset": (
@@ -52,6 +62,10 @@ REWARD_HOOKS = {
         "sophia_trl/reward_trainer.py",
     ),
     "log": (["self", "logs", "start_time"], "sophia_trl/reward_trainer.py"),
+    "_load_from_checkpoint": (
+        ["self", "resume_from_checkpoint", "model"],
+        "sophia_trl/trl_compat.py (ResumeLoadsCheckpointWeights)",
+    ),
 }
 
 
@@ -112,6 +126,20 @@ def test_trl_calls_and_reads_what_the_overrides_rely_on():
     assert "self.create_model_card(" in inspect.getsource(GRPOTrainer._save_checkpoint), (
         "TRL's GRPOTrainer._save_checkpoint no longer calls create_model_card: checkpoints would lose the Trust-GRPO "
         "card; update TrustGRPOTrainer.create_model_card in sophia_trl/grpo_trainer.py."
+    )
+    # TrustGRPOTrainer._save_checkpoint writes trust_state.json where the Trainer puts the checkpoint, and reads it
+    # back in _load_optimizer_and_scheduler, which the Trainer calls with the checkpoint when training resumes.
+    from transformers import Trainer
+
+    save_source = inspect.getsource(Trainer._save_checkpoint)
+    assert 'f"{PREFIX_CHECKPOINT_DIR}-{self.state.global_step}"' in save_source, (
+        "transformers changed where Trainer._save_checkpoint writes a checkpoint; update "
+        "TrustGRPOTrainer._save_checkpoint in sophia_trl/grpo_trainer.py."
+    )
+    assert "self._get_output_dir(trial=trial)" in save_source
+    assert "self._load_optimizer_and_scheduler(resume_from_checkpoint)" in inspect.getsource(Trainer), (
+        "transformers no longer calls Trainer._load_optimizer_and_scheduler with the checkpoint on resume; update "
+        "TrustGRPOTrainer._load_optimizer_and_scheduler in sophia_trl/grpo_trainer.py."
     )
     from trl.trainer import utils
 
