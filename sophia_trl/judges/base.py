@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -34,7 +35,8 @@ def image_list(images: RowImages) -> list[Image.Image]:
     """A row's images as a list, in order: `[]` for a text-only row (`None` or an empty list), `[image]` for one."""
     if images is None:
         return []
-    if isinstance(images, Image.Image):
+    # One image: a PIL image, or an image not yet opened (a path, raw bytes, a datasets `{"bytes", "path"}` dict).
+    if isinstance(images, Image.Image | str | bytes | dict | os.PathLike):
         return [images]
     return list(images)
 

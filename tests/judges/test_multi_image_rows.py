@@ -48,7 +48,9 @@ def pixel(image: Image.Image) -> tuple[int, int, int]:
 
 
 def image_blocks(messages) -> list:
-    return [block for message in messages for block in message["content"] if block["type"] != "text"]
+    # An OpenAI-format system turn's content is a plain string: it holds no image.
+    blocks = [block for message in messages if not isinstance(message["content"], str) for block in message["content"]]
+    return [block for block in blocks if block["type"] != "text"]
 
 
 # ---------------------------------------------------------------------------------------------------------------------
@@ -187,8 +189,11 @@ class RecordingServer(LoopbackJudgeServer):
 
 def request_pixels(body) -> tuple[str, list[tuple[int, int, int]]]:
     """The text of a request and the top-left pixel of each of its images, in order."""
-    blocks = [block for message in body["messages"] for block in message["content"]]
-    text = "".join(block.get("text", "") for block in blocks)
+    # An OpenAI-format system turn's content is a plain string; the other turns hold blocks.
+    contents = [message["content"] for message in body["messages"]]
+    blocks = [block for content in contents if not isinstance(content, str) for block in content]
+    text = "".join(content for content in contents if isinstance(content, str))
+    text += "".join(block.get("text", "") for block in blocks)
     return text, [
         pixel(decode_data_url(block["image_url"]["url"])) for block in blocks if block["type"] == "image_url"
     ]
