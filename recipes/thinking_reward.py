@@ -26,7 +26,9 @@ accelerate launch --config_file accelerate_configs/zero2.yaml recipes/thinking_r
 ```
 
 Any key of the YAML can be overridden on the command line, e.g. `--learning_rate 1e-5 --use_peft`. After training,
-the saved judge scores the test split and the script logs its MAE (`judge_eval_*` metrics).
+the saved judge scores the test split and the script logs its MAE (`judge_eval_*` metrics). The output folder carries
+the judge prompt it was trained with (`judge_prompt.yaml`, named in the model card): `recipes/grpo.py` reads it when
+`judge_model_name_or_path` is that folder.
 """
 
 import logging
@@ -48,6 +50,7 @@ from sophia_trl.judges import (
     format_score,
     load_judge_prompt,
 )
+from sophia_trl.judges.carried_prompt import describe_judge_prompt, save_judge_prompt
 from sophia_trl.model_cards import thinking_reward_model_card
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
 from sophia_trl.recipe_utils import resolve_checkpoint, setup_logging
@@ -180,6 +183,8 @@ def main(
             # Gradient checkpointing turns the KV cache off in the config; the judge generates, so turn it back on.
             trainer.model.config.get_text_config().use_cache = True
             trainer.model.config.save_pretrained(training_args.output_dir)
+            # The judge carries its prompt (ThinkingRewardTrainer.save_model writes it for the scalar judge).
+            save_judge_prompt(judge_prompt, training_args.output_dir)
     logger.info("Thinking reward model saved to %s", training_args.output_dir)
 
     ################
@@ -212,6 +217,7 @@ def main(
         hub_model_id=training_args.hub_model_id,
         dataset_name=script_args.dataset_name,
         eval_metrics=judge_metrics,
+        judge_prompt=describe_judge_prompt(judge_prompt),
     )
     if trainer.accelerator.is_main_process:
         card.save(Path(training_args.output_dir) / "README.md")
