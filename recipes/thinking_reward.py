@@ -39,6 +39,7 @@ import yaml
 from transformers import AutoModelForImageTextToText, set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
+from sophia_trl.callbacks import SaveJudgePromptCallback
 from sophia_trl.configs import JUDGE_TYPES, ThinkingRewardConfig, ThinkingRewardScriptArguments
 from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.hub import push_folder_to_hub
@@ -143,6 +144,7 @@ def main(
             eval_dataset=eval_dataset.map(format_judge_sft_example, **sft_kwargs) if eval_dataset else None,
             processing_class=processor,
             peft_config=peft_config,
+            callbacks=[SaveJudgePromptCallback(judge_prompt)],  # every checkpoint carries the prompt
         )
     else:
         if not isinstance(training_args, ThinkingRewardConfig):

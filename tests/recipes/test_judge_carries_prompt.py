@@ -85,9 +85,12 @@ def test_stage1_judge_folder_carries_its_template_and_stage2_reads_it(tmp_path, 
     from test_thinking_reward_recipe import run_recipe
 
     template = save_judge_prompt(CUSTOM, tmp_path / "template")
-    extra = ["--max_steps", "1", "--eval_judge_max_rows", "2", "--judge_batch_size", "2"]
-    _, output_dir = run_recipe(tmp_path, tiny_judge_dir, judge_type, *extra, "--judge_prompt_template", str(template))
+    extra = ["--max_steps", "1", "--eval_judge_max_rows", "2", "--judge_batch_size", "2", "--save_strategy", "steps"]
+    extra += ["--save_steps", "1", "--judge_prompt_template", str(template)]
+    _, output_dir = run_recipe(tmp_path, tiny_judge_dir, judge_type, *extra)
+    # The final folder and the checkpoint (a judge too) carry it.
     assert JudgePrompt.from_file(output_dir / JUDGE_PROMPT_FILE) == CUSTOM
+    assert JudgePrompt.from_file(output_dir / "checkpoint-1" / JUDGE_PROMPT_FILE) == CUSTOM
     card = (output_dir / "README.md").read_text()
     assert f"`{JUDGE_PROMPT_FILE}`" in card and str(template) in card
     backend = "transformers" if judge_type == "generative" else "scalar"
