@@ -12,7 +12,8 @@ filtered and balanced over the score range so the reward model does not learn to
 2. Score each pair with the teacher judge, through the project's judge backends (`sophia_trl.judges`):
    an OpenAI-compatible server (`--judge_base_url`, `--judge_model`; `vllm serve`, `transformers serve`, or a hosted
    API with its key in `OPENAI_API_KEY`) or a local checkpoint (`--judge_backend transformers`), with the judge
-   prompt of `--judge_prompt_template` (a YAML template, see docs/thinking_reward_model.md) or this project's.
+   prompt of `--judge_prompt_template` (a YAML template, see docs/thinking_reward_model.md), else the one a judge
+   folder carries (`judge_prompt.yaml`, written by `recipes/thinking_reward.py`), else this project's.
 3. Drop unparsable labels (a judge reply without a score, a failed request) and noisy ones: with `--num_votes K`
    (and `--judge_temperature` > 0) each pair is scored K times and dropped when the votes differ by more than
    `--max_spread`; the label is the votes' mean rounded to the nearest tenth.
@@ -225,11 +226,15 @@ def format_histogram(before: list[int], after: list[int]) -> str:
 
 def build_judge(args: argparse.Namespace) -> Any:
     """The teacher judge named by the command line (imported here so this module loads without the judge code)."""
-    from sophia_trl.judges import OpenAIJudge, TransformersJudge, load_judge_prompt
+    from sophia_trl.judges import OpenAIJudge, TransformersJudge
+    from sophia_trl.judges.carried_prompt import resolve_judge_prompt
 
     # Votes must be independent samples, so repeated pairs must not come from the judge's cache.
     cache_size = 0 if args.num_votes > 1 else 4096
-    judge_prompt = load_judge_prompt(args.judge_prompt_template)  # checked before the judge is built
+    # Checked before the judge is built: the template set, else the one a judge folder carries, else ours (a teacher
+    # VLM is asked with this project's prompt on purpose).
+    served = args.judge_backend == "openai"
+    judge_prompt = resolve_judge_prompt(args.judge_prompt_template, args.judge_model, served=served, required=False)
     if args.judge_backend == "openai":
         return OpenAIJudge(
             base_url=args.judge_base_url,
@@ -317,8 +322,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument(
         "--judge_prompt_template",
         default=None,
-        help="YAML file with the teacher's prompt ('system', 'user' with {question}, {response}, {image}); "
-        "this project's judge prompt when unset.",
+        help="The teacher's prompt: a YAML template ('system', 'user' with {question}, {response}, {image}) or a "
+        "named template (sophiavl-r1). Unset: the judge_prompt.yaml a local judge folder carries, else this "
+        "project's judge prompt.",
     )
     parser.add_argument("--num_votes", type=int, default=1, help="Judge scores per pair (needs temperature > 0).")
     parser.add_argument("--max_spread", type=float, default=0.2, help="Largest accepted max - min of the votes.")

@@ -26,7 +26,9 @@ accelerate launch --config_file accelerate_configs/zero2.yaml recipes/thinking_r
 ```
 
 Any key of the YAML can be overridden on the command line, e.g. `--learning_rate 1e-5 --use_peft`. After training,
-the saved judge scores the test split and the script logs its MAE (`judge_eval_*` metrics).
+the saved judge scores the test split and the script logs its MAE (`judge_eval_*` metrics). The output folder carries
+the judge prompt it was trained with (`judge_prompt.yaml`, named in the model card): `recipes/grpo.py` reads it when
+`judge_model_name_or_path` is that folder.
 """
 
 import logging
@@ -41,6 +43,7 @@ import yaml
 from transformers import AutoModelForImageTextToText, set_seed
 from trl import ModelConfig, SFTConfig, SFTTrainer, TrlParser
 
+from sophia_trl.callbacks import SaveJudgePromptCallback
 from sophia_trl.configs import JUDGE_TYPES, ThinkingRewardConfig, ThinkingRewardScriptArguments
 from sophia_trl.data import check_images, load_train_test_splits
 from sophia_trl.hub import push_folder_to_hub
@@ -52,6 +55,7 @@ from sophia_trl.judges import (
     format_score,
     load_judge_prompt,
 )
+from sophia_trl.judges.carried_prompt import describe_judge_prompt, save_judge_prompt
 from sophia_trl.judges.metrics import metrics_for_json
 from sophia_trl.model_cards import thinking_reward_model_card
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
@@ -151,6 +155,7 @@ def main(
             eval_dataset=eval_dataset.map(format_judge_sft_example, **sft_kwargs) if eval_dataset else None,
             processing_class=processor,
             peft_config=peft_config,
+            callbacks=[SaveJudgePromptCallback(judge_prompt)],  # every checkpoint carries the prompt
         )
     else:
         if not isinstance(training_args, ThinkingRewardConfig):
@@ -191,6 +196,8 @@ def main(
             # Gradient checkpointing turns the KV cache off in the config; the judge generates, so turn it back on.
             trainer.model.config.get_text_config().use_cache = True
             trainer.model.config.save_pretrained(training_args.output_dir)
+            # The judge carries its prompt (ThinkingRewardTrainer.save_model writes it for the scalar judge).
+            save_judge_prompt(judge_prompt, training_args.output_dir)
     logger.info("Thinking reward model saved to %s", training_args.output_dir)
 
     ################
@@ -225,6 +232,7 @@ def main(
         hub_model_id=training_args.hub_model_id,
         dataset_name=script_args.dataset_name,
         eval_metrics=judge_metrics,
+        judge_prompt=describe_judge_prompt(judge_prompt),
     )
     if trainer.accelerator.is_main_process:
         card.save(Path(training_args.output_dir) / "README.md")

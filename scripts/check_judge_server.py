@@ -10,11 +10,17 @@ non-zero code when:
 - 1: the server did not answer within `--timeout` seconds;
 - 2: the server refused the request (wrong API key, unknown model or URL) or lists other models than `--model`;
 - 3: the server process (`--server_pid`) exited while we waited: read its log;
-- 4: the server answers but its reply holds no score (not a thinking judge, or a wrong prompt format).
+- 4: the server answers but its reply holds no score (not a thinking judge, or a wrong prompt format);
+- 5: `--judge_prompt_template` cannot be read (read once the server answers, before the probe).
 
 ```bash
-python scripts/check_judge_server.py --base_url http://127.0.0.1:8001/v1 --model judge --timeout 900
+python scripts/check_judge_server.py --base_url http://127.0.0.1:8001/v1 --model judge --timeout 900 \
+    --judge_prompt_template sophiavl-r1
 ```
+
+The probe is asked with `--judge_prompt_template` (the run's `judge_prompt_template`: a template file, the
+`judge_prompt.yaml` of the served judge's folder, or a named template such as `sophiavl-r1`); without it, with this
+project's prompt.
 """
 
 from __future__ import annotations
@@ -25,12 +31,12 @@ import os
 import sys
 import time
 
-from sophia_trl.judges import JudgeServerError, OpenAIJudge
+from sophia_trl.judges import JudgeServerError, OpenAIJudge, load_judge_prompt
 from sophia_trl.judges.preflight import PROBE_QUESTION, PROBE_RESPONSE, JudgeCheckError, check_judge
 
 logger = logging.getLogger(__name__)
 
-EXIT_TIMEOUT, EXIT_REFUSED, EXIT_DIED, EXIT_NO_SCORE = 1, 2, 3, 4
+EXIT_TIMEOUT, EXIT_REFUSED, EXIT_DIED, EXIT_NO_SCORE, EXIT_BAD_TEMPLATE = 1, 2, 3, 4, 5
 
 
 class JudgeServerCheckError(RuntimeError):
@@ -59,6 +65,7 @@ def wait_for_judge_server(
     request_timeout: float = 10.0,
     server_pid: int | None = None,
     check_score: bool = True,
+    judge_prompt_template: str | None = None,
 ) -> float | None:
     """
     Poll the judge server until it lists its models, then score one probe response.
@@ -78,6 +85,9 @@ def wait_for_judge_server(
             Process id of the server, when this machine started it: stop waiting as soon as it exits.
         check_score (`bool`, *optional*, defaults to `True`):
             Send the probe judge request once the server is up.
+        judge_prompt_template (`str` or `None`, *optional*, defaults to `None`):
+            The prompt the probe is asked with, the run's `judge_prompt_template` (a template file or a named
+            template); this project's when `None`. Read once the server answers.
 
     Returns:
         `float` or `None`: The probe's score (`None` when `check_score` is `False`).
@@ -86,7 +96,13 @@ def wait_for_judge_server(
         [`JudgeServerCheckError`]: The server is not ready; its `exit_code` says why.
     """
     deadline = time.monotonic() + timeout
-    judge = OpenAIJudge(base_url, model, timeout=min(request_timeout, timeout), max_retries=1, cache_size=0)
+    judge = OpenAIJudge(
+        base_url,
+        model,
+        timeout=min(request_timeout, timeout),
+        max_retries=1,
+        cache_size=0,
+    )
     try:
         while True:
             if server_pid is not None and not _process_alive(server_pid):
@@ -111,6 +127,12 @@ def wait_for_judge_server(
         logger.info("The judge server at %s is up (models: %s).", base_url, models or "not listed")
         if not check_score:
             return None
+        try:  # the prompt the run will ask with (a named template may be read from its source)
+            judge.judge_prompt = load_judge_prompt(judge_prompt_template)
+        except (OSError, RuntimeError, ValueError) as err:
+            raise JudgeServerCheckError(
+                f"judge_prompt_template={judge_prompt_template}: {err}", EXIT_BAD_TEMPLATE
+            ) from err
         # The same check as recipes/grpo.py runs before training: the model is served and a probe gets a score.
         try:
             score = check_judge(judge, question=PROBE_QUESTION, response=PROBE_RESPONSE)
@@ -132,6 +154,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--poll_interval", type=float, default=2.0, help="Seconds between polls (default: 2).")
     parser.add_argument("--server_pid", type=int, help="Stop waiting when this process (the server) exits.")
     parser.add_argument("--no_score_check", action="store_true", help="Only wait for the server, send no probe.")
+    parser.add_argument(
+        "--judge_prompt_template",
+        default=None,
+        help="The prompt of the probe, as the run's judge_prompt_template: a template file (e.g. the judge folder's "
+        "judge_prompt.yaml) or a named template (sophiavl-r1); this project's prompt when unset.",
+    )
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     try:
@@ -142,6 +170,7 @@ def main(argv: list[str] | None = None) -> int:
             poll_interval=args.poll_interval,
             server_pid=args.server_pid,
             check_score=not args.no_score_check,
+            judge_prompt_template=args.judge_prompt_template,
         )
     except JudgeServerCheckError as err:
         print(f"error: {err}", file=sys.stderr)

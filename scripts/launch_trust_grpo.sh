@@ -16,6 +16,10 @@
 #   JUDGE_PORT         port of the judge server (default 8001)
 #   JUDGE_NAME         model name the judge requests carry (default: judge for vLLM, JUDGE_MODEL for transformers,
 #                      the recipe's judge_model_name_or_path for JUDGE_URL)
+#   JUDGE_PROMPT_TEMPLATE  the prompt the judge was trained with (judge_prompt_template of recipes/grpo.py and of the
+#                      server check). Default: --judge_prompt_template after --, else JUDGE_MODEL's judge_prompt.yaml
+#                      (a judge trained by recipes/thinking_reward.py carries one), sophiavl-r1 for the released
+#                      judge, else the recipe's judge_prompt_template. A judge folder without the file stops here.
 #   VLLM_MODE          colocate (default: vLLM generates on the training GPUs) or server (`trl vllm-serve`)
 #   GEN_GPUS           GPUs of the generation server in server mode (default: the GPU before the judge's)
 #   GEN_PORT           port of the generation server (default 8000)
@@ -40,7 +44,8 @@ ROOT=$PWD
 PYTHON=${PYTHON:-python}
 CONFIG=${CONFIG:-recipes/Qwen2.5-VL-7B-Instruct/grpo/config_trust_grpo.yaml}
 ACCELERATE_CONFIG=${ACCELERATE_CONFIG:-accelerate_configs/zero3.yaml}
-JUDGE_MODEL=${JUDGE_MODEL:-bunny127/SophiaVL-R1-Thinking-Reward-Model-3B}
+RELEASED_JUDGE=bunny127/SophiaVL-R1-Thinking-Reward-Model-3B
+JUDGE_MODEL=${JUDGE_MODEL:-$RELEASED_JUDGE}
 JUDGE_SERVER=${JUDGE_SERVER:-vllm}
 JUDGE_PORT=${JUDGE_PORT:-8001}
 VLLM_MODE=${VLLM_MODE:-colocate}
@@ -107,6 +112,28 @@ if [[ $USE_VLLM == True || $USE_VLLM == true ]] && [[ $VLLM_MODE == server ]]; t
     START_GEN=1
 fi
 [[ $VLLM_MODE == colocate || $VLLM_MODE == server ]] || die "VLLM_MODE must be colocate or server, got $VLLM_MODE."
+
+# A served judge's prompt cannot be read from the server: the one of the folder served here, the released judge's
+# named template, or the run's own setting; decided before any server starts, given to the recipe and to the check.
+if [[ $JUDGE_BACKEND == openai ]]; then
+    choose="recipes/judge_prompts/sophia_trl.yaml for a judge trained by this project, sophiavl-r1 for the released"
+    choose+=" judge, or a template file (docs/thinking_reward_model.md)"
+    if [[ -z ${JUDGE_PROMPT_TEMPLATE:-} ]]; then
+        if ((START_JUDGE)) && [[ " ${EXTRA_ARGS[*]} " != *" --judge_prompt_template"* ]]; then
+            if [[ -f $JUDGE_MODEL/judge_prompt.yaml ]]; then
+                JUDGE_PROMPT_TEMPLATE=$JUDGE_MODEL/judge_prompt.yaml
+            elif [[ $JUDGE_MODEL == "$RELEASED_JUDGE" ]]; then
+                JUDGE_PROMPT_TEMPLATE=sophiavl-r1
+            elif [[ -d $JUDGE_MODEL ]]; then
+                die "JUDGE_MODEL=$JUDGE_MODEL has no judge_prompt.yaml, so the prompt it was trained with is not known." \
+                    "Set JUDGE_PROMPT_TEMPLATE: $choose."
+            fi
+        fi
+        JUDGE_PROMPT_TEMPLATE=${JUDGE_PROMPT_TEMPLATE:-$(setting judge_prompt_template "")}
+    fi
+    [[ -n $JUDGE_PROMPT_TEMPLATE ]] || die "the judge's prompt is not known: set JUDGE_PROMPT_TEMPLATE (or" \
+        "judge_prompt_template in $CONFIG): $choose."
+fi
 
 if ((NUM_GPUS > 0)); then
     free=$(seq -s, 0 $((NUM_GPUS - 1)))
@@ -219,6 +246,7 @@ if [[ $JUDGE_BACKEND == openai ]]; then
     fi
     JUDGE_NAME=${JUDGE_NAME:-$default_name}
     TRAIN_ARGS+=(--judge_base_url "$JUDGE_URL" --judge_model_name_or_path "$JUDGE_NAME")
+    TRAIN_ARGS+=(--judge_prompt_template "$JUDGE_PROMPT_TEMPLATE")
 fi
 if ((START_GEN)); then
     [[ -n $MODEL ]] || die "model_name_or_path is not set in $CONFIG."
@@ -235,7 +263,8 @@ fi
 
 # The judge must answer (and score a probe) before training starts; TRL waits for the generation server itself.
 if [[ $JUDGE_BACKEND == openai ]]; then
-    check=("$PYTHON" scripts/check_judge_server.py --base_url "$JUDGE_URL" --model "$JUDGE_NAME" --timeout "$WAIT_TIMEOUT")
+    check=("$PYTHON" scripts/check_judge_server.py --base_url "$JUDGE_URL" --model "$JUDGE_NAME" --timeout "$WAIT_TIMEOUT"
+        --judge_prompt_template "$JUDGE_PROMPT_TEMPLATE")
     ((START_JUDGE)) && [[ $DRY_RUN != 1 ]] && check+=(--server_pid "${PIDS[0]}")
     if ! run "${check[@]}"; then
         ((START_JUDGE)) && echo "The judge server's log: $LOG_DIR/judge.log" >&2 && tail -n 20 "$LOG_DIR/judge.log" >&2

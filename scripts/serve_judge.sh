@@ -13,6 +13,9 @@
 #   --judge_backend openai --judge_base_url http://HOST:PORT/v1 --judge_model_name_or_path judge   # vllm
 #   --judge_backend openai --judge_base_url http://HOST:PORT/v1 --judge_model_name_or_path MODEL   # transformers
 #
+# plus the prompt MODEL was trained with, which a server does not tell: --judge_prompt_template MODEL/judge_prompt.yaml
+# for a judge trained by recipes/thinking_reward.py, sophiavl-r1 for bunny127/SophiaVL-R1-Thinking-Reward-Model-3B.
+#
 # Environment:
 #   HOST                     listen address (default 127.0.0.1; 0.0.0.0 to accept other machines)
 #   CUDA_VISIBLE_DEVICES     GPUs of the judge, e.g. the last GPU of the node while the policy trains on the others
@@ -25,7 +28,8 @@
 #   CUDA_VISIBLE_DEVICES=7 scripts/serve_judge.sh vllm outputs/judge-3b 8001 &
 #   scripts/serve_judge.sh wait http://127.0.0.1:8001 600
 #   CUDA_VISIBLE_DEVICES=0,1,2,3,4,5,6 accelerate launch --num_processes 7 recipes/grpo.py --config ... \
-#       --judge_backend openai --judge_base_url http://127.0.0.1:8001/v1 --judge_model_name_or_path judge
+#       --judge_backend openai --judge_base_url http://127.0.0.1:8001/v1 --judge_model_name_or_path judge \
+#       --judge_prompt_template outputs/judge-3b/judge_prompt.yaml
 set -euo pipefail
 
 usage() {

@@ -1,4 +1,4 @@
-"""Trainer callbacks for long runs on preemptible machines."""
+"""Trainer callbacks: long runs on preemptible machines, and the judge prompt in every checkpoint of a judge."""
 
 from __future__ import annotations
 
@@ -8,6 +8,10 @@ from types import FrameType
 
 import torch
 from transformers import TrainerCallback, TrainerControl, TrainerState, TrainingArguments
+from transformers.trainer_utils import PREFIX_CHECKPOINT_DIR
+
+from .judges import JudgePrompt
+from .judges.carried_prompt import save_judge_prompt
 
 logger = logging.getLogger(__name__)
 
@@ -88,3 +92,23 @@ class SaveOnPreemptionCallback(TrainerCallback):
             flag = torch.tensor([float(received)], device=PartialState().device)
             received = bool(reduce(flag, reduction="sum").item() > 0)
         return received
+
+
+class SaveJudgePromptCallback(TrainerCallback):
+    """
+    Writes the judge prompt a judge is trained with into every checkpoint (`judge_prompt.yaml`), so that a checkpoint,
+    like the final folder, carries its prompt. For trainers that do not write it themselves (TRL's `SFTTrainer` of the
+    generative judge; `ThinkingRewardTrainer` does, in `save_model`).
+
+    Args:
+        judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`):
+            The prompt the rows are rendered with; this project's when `None`.
+    """
+
+    def __init__(self, judge_prompt: JudgePrompt | None):
+        self.judge_prompt = judge_prompt
+
+    def on_save(self, args: TrainingArguments, state: TrainerState, control: TrainerControl, **kwargs) -> None:
+        if state.is_world_process_zero:
+            checkpoint = f"{args.output_dir}/{PREFIX_CHECKPOINT_DIR}-{state.global_step}"
+            save_judge_prompt(self.judge_prompt, checkpoint)

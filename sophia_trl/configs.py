@@ -306,9 +306,10 @@ class TrustGRPOScriptArguments(ImageDataArguments):
     judge_prompt_template: str | None = field(
         default=None,
         metadata={
-            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}), "
-            "for a judge trained with another prompt (e.g. a released thinking reward model); this project's prompt "
-            "when unset. See docs/thinking_reward_model.md."
+            "help": "The judge's prompt: a YAML template file ('system' and 'user' with {question}, {response} and "
+            "{image}) or a named template ('sophiavl-r1': the released judge's). Unset: the judge_prompt.yaml its "
+            "folder carries (written by recipes/thinking_reward.py); required for a judge whose prompt is not known "
+            "(a served model name, a Hub id, a folder without the file). See docs/thinking_reward_model.md."
         },
     )
     judge_readout: str | None = field(
@@ -450,9 +451,10 @@ class ThinkingRewardScriptArguments(ImageDataArguments):
     judge_prompt_template: str | None = field(
         default=None,
         metadata={
-            "help": "YAML file with the judge prompt ('system' and 'user' with {question}, {response} and {image}) "
-            "the judge is trained and evaluated with; this project's prompt when unset. Score the trained judge with "
-            "the same file (judge_prompt_template of recipes/grpo.py)."
+            "help": "The judge prompt the judge is trained and evaluated with: a YAML template file ('system' and "
+            "'user' with {question}, {response} and {image}) or a named template ('sophiavl-r1': the released "
+            "judge's); this project's prompt when unset. It is written into output_dir "
+            "as judge_prompt.yaml, which recipes/grpo.py reads when it loads that folder as the judge."
         },
     )
 

@@ -27,6 +27,8 @@ from pathlib import Path
 
 from huggingface_hub import CommitInfo, HfApi, ModelCard
 
+from .judges import DEFAULT_JUDGE_PROMPT, JudgePrompt
+from .judges.carried_prompt import JUDGE_PROMPT_FILE, describe_judge_prompt
 from .model_cards import thinking_reward_model_card
 
 logger = logging.getLogger(__name__)
@@ -94,6 +96,21 @@ def _read_eval_metrics(folder: Path) -> dict[str, float] | None:
         return {k: v for k, v in json.load(f).items() if k.startswith("judge_eval_")}
 
 
+def _judge_prompt_of(folder: Path) -> str | None:
+    """Where the prompt a judge folder carries comes from, for its card; `None` (with a warning) when it has none."""
+    path = folder / JUDGE_PROMPT_FILE
+    if not path.is_file():
+        logger.warning(
+            "%s has no %s: users of this judge will have to set judge_prompt_template to the prompt it was trained "
+            "with (recipes/thinking_reward.py writes the file).",
+            folder,
+            JUDGE_PROMPT_FILE,
+        )
+        return None
+    judge_prompt = JudgePrompt.from_file(path)
+    return describe_judge_prompt(judge_prompt) if judge_prompt == DEFAULT_JUDGE_PROMPT else "a template of its own"
+
+
 def _judge_type_of(folder: Path) -> str:
     with open(folder / "config.json") as f:
         architectures = json.load(f).get("architectures") or []
@@ -131,6 +148,7 @@ def main(argv: Sequence[str] | None = None) -> CommitInfo:
             hub_model_id=args.repo_id,
             dataset_name=args.dataset_name,
             eval_metrics=_read_eval_metrics(folder),
+            judge_prompt=_judge_prompt_of(folder),
         )
     elif not (folder / "README.md").is_file():
         raise FileNotFoundError(

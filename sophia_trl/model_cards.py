@@ -12,6 +12,8 @@ from typing import Any
 
 from huggingface_hub import ModelCard, ModelCardData
 
+from .judges.carried_prompt import JUDGE_PROMPT_FILE
+
 SOPHIAVL_R1_PAPER = {
     "title": "SophiaVL-R1: Reinforcing MLLMs Reasoning with Thinking Reward",
     "id": "2505.17018",
@@ -276,6 +278,19 @@ or, with sophia-trl: `python scripts/infer.py --model {repo} --image image.png -
     return _card(card_data, body)
 
 
+def _judge_prompt_section(judge_prompt: str | None) -> str:
+    """The card's paragraph on the prompt a judge was trained with and how a run reads it."""
+    if not judge_prompt:
+        return ""
+    return f"""
+## Judge prompt
+
+It was trained with the prompt in `{JUDGE_PROMPT_FILE}` beside the weights: {judge_prompt}. Ask it with that prompt:
+`recipes/grpo.py` reads the file when `judge_model_name_or_path` is a local copy of this folder; for a served judge
+give the file's path as `judge_prompt_template`, and in Python pass `judge_prompt=load_judge_prompt(path)`.
+"""
+
+
 def thinking_reward_model_card(
     model_name: str,
     judge_type: str,
@@ -284,6 +299,7 @@ def thinking_reward_model_card(
     dataset_name: str | None = None,
     eval_metrics: dict[str, float] | None = None,
     tags: Sequence[str] | None = None,
+    judge_prompt: str | None = None,
 ) -> ModelCard:
     """
     The model card of a thinking reward model (the judge of stage 1), trained with `recipes/thinking_reward.py`.
@@ -303,6 +319,9 @@ def thinking_reward_model_card(
             The judge's held-out metrics (e.g. `judge_eval_mae`), as the recipe saves them.
         tags (`Sequence[str]` or `None`, *optional*, defaults to `None`):
             Hub tags.
+        judge_prompt (`str` or `None`, *optional*, defaults to `None`):
+            Where the prompt the judge was trained with comes from (e.g. a template file), for the card's section on
+            `judge_prompt.yaml`, the file in the judge's folder that holds it; no section when `None`.
 
     Returns:
         [`~huggingface_hub.ModelCard`]: The card.
@@ -356,7 +375,7 @@ redundancy), independently of whether the final answer is right. It was trained 
 {_base_model_sentence(base_model, dataset_name)}. {how}
 
 Use it as the judge of `recipes/grpo.py` (`judge_backend: transformers`, `scalar` or `openai`).
-
+{_judge_prompt_section(judge_prompt)}
 {metrics}
 
 ## Usage

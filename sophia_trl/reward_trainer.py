@@ -30,6 +30,7 @@ from trl.data_utils import get_dataset_column_names
 
 from .configs import ThinkingRewardConfig
 from .judges import JudgePrompt, build_judge_inputs, judge_inputs, pairwise_accuracy, question_group_id
+from .judges.carried_prompt import save_judge_prompt
 from .judges.scalar_model import load_scalar_reward_model
 from .trl_compat import ResumeLoadsCheckpointWeights
 
@@ -162,7 +163,9 @@ class ThinkingRewardTrainer(ResumeLoadsCheckpointWeights, RewardTrainer):
       tokenising chosen/rejected pairs; [`DataCollatorForThinkingReward`] renders the judge prompt in each batch;
     - `compute_loss` regresses `sigmoid(logit)` to the score (`regression_loss`) and logs `mae`,
       `pairwise_accuracy` (pairs from the same question and image, over the whole evaluation set at evaluation),
-      `mean_prediction` and `mean_target`.
+      `mean_prediction` and `mean_target`;
+    - `save_model` also writes the judge prompt the rows were rendered with into the folder (`judge_prompt.yaml`), so
+      the saved judge and every checkpoint carry it (`load_thinking_judge` reads it back).
     Everything else (optimisation, PEFT, checkpointing, logging) is inherited.
 
     Args:
@@ -177,8 +180,9 @@ class ThinkingRewardTrainer(ResumeLoadsCheckpointWeights, RewardTrainer):
         processing_class ([`~transformers.ProcessorMixin`], *optional*, defaults to `None`):
             The processor; loaded with `AutoProcessor` from the model's path when `None`.
         judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
-            The judge prompt template the rows are rendered with; this project's when `None`. Score the trained model
-            with the same one (`ScalarJudge(..., judge_prompt=...)`).
+            The judge prompt template the rows are rendered with; this project's when `None`. It is saved with the
+            model (`judge_prompt.yaml`); score the trained model with the same one (`ScalarJudge(..., judge_prompt=...)`,
+            or `load_thinking_judge`, which reads the file).
         **kwargs:
             Passed to [`~trl.RewardTrainer`] (`callbacks`, `optimizers`, `peft_config`, ...).
     """
@@ -304,6 +308,11 @@ class ThinkingRewardTrainer(ResumeLoadsCheckpointWeights, RewardTrainer):
                     self._eval_buffer[key].append(value.cpu())
 
         return (loss, outputs) if return_outputs else loss
+
+    def save_model(self, output_dir: str | None = None, _internal_call: bool = False) -> None:
+        super().save_model(output_dir, _internal_call)
+        if self.args.should_save:  # the process that writes the weights
+            save_judge_prompt(self.judge_prompt, output_dir or self.args.output_dir)
 
     def log(self, logs: dict[str, float], start_time: float | None = None) -> None:
         if not self.model.training and self._eval_buffer:

@@ -23,10 +23,14 @@ def tiny_vlm_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def tiny_judge_dir(tmp_path_factory):
-    """A tiny Qwen2.5-VL judge checkpoint (same architecture, other weights), built offline once per session."""
+    """A tiny Qwen2.5-VL judge checkpoint (same architecture, other weights), built offline once per session. Like a
+    judge of recipes/thinking_reward.py, its folder carries this project's judge prompt (judge_prompt.yaml)."""
+    from sophia_trl.judges.carried_prompt import save_judge_prompt
     from sophia_trl.tiny.models import build_tiny_vlm
 
-    return build_tiny_vlm(tmp_path_factory.mktemp("tiny-judge"), seed=1)
+    judge_dir = build_tiny_vlm(tmp_path_factory.mktemp("tiny-judge"), seed=1)
+    save_judge_prompt(None, judge_dir)
+    return judge_dir
 
 
 @pytest.fixture

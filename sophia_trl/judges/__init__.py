@@ -16,6 +16,8 @@ One job per module:
   concurrency), and [`JudgeServerError`].
 - `server.py`: [`OpenAIJudge`], the judge behind such a server.
 - `loading.py`: [`load_thinking_judge`], the backend a run's `judge_*` script arguments name.
+- `carried_prompt.py`: the prompt a judge folder carries (`judge_prompt.yaml`, written by stage 1) and the choice of a
+  judge's prompt (`resolve_judge_prompt`). Import it from `sophia_trl.judges.carried_prompt`.
 - `metrics.py`: [`evaluate_judge`] and the pairwise ranking accuracy within a question.
 - `loopback.py`: [`~loopback.LoopbackJudgeServer`], an OpenAI-compatible judge server on 127.0.0.1 that answers in a
   controlled way, for tests, benchmarks and checking a client. Import it from `sophia_trl.judges.loopback`.

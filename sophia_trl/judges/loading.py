@@ -2,17 +2,18 @@
 
 from __future__ import annotations
 
-import logging
 from typing import Any
 
 from .base import ThinkingJudge
-
-logger = logging.getLogger(__name__)
 
 
 def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
     """
     Build the thinking judge named by `script_args.judge_backend`, with its prompt template checked first.
+
+    The judge is asked with the prompt it was trained with: `judge_prompt_template` when set, else the
+    `judge_prompt.yaml` its folder carries (written by `recipes/thinking_reward.py`). A judge whose prompt is not known
+    (the 'openai' backend's served model name, a Hub id, a folder without the file) is refused before anything loads.
 
     The backends import their heavy dependencies (transformers' models, vLLM, an HTTP session) only when built, so
     this function loads nothing a backend other than the named one needs.
@@ -30,23 +31,24 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
         (plain GRPO).
 
     Raises:
+        [`~sophia_trl.judges.carried_prompt.UnknownJudgePromptError`]: The judge's prompt is not known and
+            `judge_prompt_template` is unset; the message says how to choose one.
         `ValueError`: `judge_readout` is set for the `"scalar"` judge, which has one readout.
 
     Example:
         >>> from sophia_trl.configs import TrustGRPOScriptArguments
-        >>> args = TrustGRPOScriptArguments(judge_model_name_or_path="my/judge", judge_load_in_4bit=True)
-        >>> judge = load_thinking_judge(args)  # a TransformersJudge in 4-bit
+        >>> args = TrustGRPOScriptArguments(judge_model_name_or_path="outputs/judge", judge_load_in_4bit=True)
+        >>> judge = load_thinking_judge(args)  # a TransformersJudge in 4-bit, asked with outputs/judge/judge_prompt.yaml
     """
     from ..model_utils import judge_model_init_kwargs
-    from . import OpenAIJudge, ScalarJudge, TransformersJudge, VLLMJudge, load_judge_prompt
+    from . import OpenAIJudge, ScalarJudge, TransformersJudge, VLLMJudge
+    from .carried_prompt import resolve_judge_prompt
 
     backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
     if backend == "none":
         return None
-    # The prompt the judge was trained with, checked before any model loads; this project's when no template is set.
-    judge_prompt = load_judge_prompt(script_args.judge_prompt_template)
-    if script_args.judge_prompt_template:
-        logger.info("Judge prompt template: %s", script_args.judge_prompt_template)
+    # The prompt the judge was trained with (the template set, else the one its folder carries), before any model loads.
+    judge_prompt = resolve_judge_prompt(script_args.judge_prompt_template, name, served=backend == "openai")
     # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
     init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
     readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default

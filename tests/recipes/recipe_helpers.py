@@ -24,6 +24,7 @@ GPU_ONLY_KEYS = frozenset(
         "judge_backend",
         "judge_base_url",
         "judge_batch_size",
+        "judge_prompt_template",  # the tiny judge's folder carries its own
         "dataset_name",
         # hardware
         "use_cpu",
@@ -130,6 +131,7 @@ def reduce_to_cpu(recipe: dict[str, Any], policy_dir: Path, judge_dir: Path, dat
             "judge_batch_size": 8,
         }
         overrides["judge_base_url"] = None
+        overrides["judge_prompt_template"] = None  # the tiny judge is asked with the prompt its folder carries
     unexpected = set(overrides) - GPU_ONLY_KEYS
     assert not unexpected, f"the reduction changes settings that are not GPU-only: {sorted(unexpected)}"
     return {k: v for k, v in {**recipe, **overrides}.items() if v is not None}

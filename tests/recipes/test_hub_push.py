@@ -140,6 +140,8 @@ def test_judge_push_cli_writes_the_judge_card_and_uploads(tiny_judge_dir, tmp_pa
     assert card.data.base_model == "Qwen/Qwen2.5-VL-3B-Instruct"
     assert "| `judge_eval_mae` | 0.123 |" in card.text and "| `judge_eval_pair_accuracy` | 0.8 |" in card.text
     assert "epoch" not in card.text and "2505.17018" in card.text
+    # The folder carries this project's prompt (as a stage-1 judge does): the card says so.
+    assert "`judge_prompt.yaml` beside the weights: this project's prompt" in card.text
 
 
 def test_push_cli_refuses_folders_without_a_model_or_a_card(tmp_path, monkeypatch):

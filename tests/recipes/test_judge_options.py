@@ -1,7 +1,7 @@
 """The judge's readout and overlap settings reach the judge and the trainer from the GRPO recipe's command line."""
 
 import pytest
-from recipe_helpers import import_recipe
+from recipe_helpers import ROOT, import_recipe
 from trl import ModelConfig, TrlParser
 
 from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments
@@ -16,7 +16,9 @@ def parse(tmp_path, *extra: str) -> TrustGRPOScriptArguments:
     return script_args
 
 
+OUR_PROMPT = ["--judge_prompt_template", str(ROOT / "recipes/judge_prompts/sophia_trl.yaml")]  # "j" carries none
 SERVER = ["--judge_backend", "openai", "--judge_base_url", "http://127.0.0.1:9/v1", "--judge_model_name_or_path", "j"]
+SERVER += OUR_PROMPT
 
 
 @pytest.mark.parametrize("flags, readout", [([], "greedy"), (["--judge_readout", "expected"], "expected")])
@@ -27,7 +29,8 @@ def test_server_judge_readout_from_the_command_line(tmp_path, flags, readout):
 
 
 def test_readout_of_a_judge_that_has_one_is_refused(tmp_path):
-    args = parse(tmp_path, "--judge_backend", "scalar", "--judge_model_name_or_path", "j", "--judge_readout", "greedy")
+    flags = ["--judge_backend", "scalar", "--judge_model_name_or_path", "j", *OUR_PROMPT, "--judge_readout", "greedy"]
+    args = parse(tmp_path, *flags)
     with pytest.raises(ValueError, match="judge_readout='greedy' applies to"):
         load_thinking_judge(args)
 
@@ -92,7 +95,7 @@ def test_in_process_vllm_judge_readout_from_the_command_line(tmp_path, monkeypat
     llm = SimpleNamespace(get_tokenizer=lambda: tokenizer)
     vllm = SimpleNamespace(LLM=lambda **kwargs: llm, SamplingParams=lambda **kwargs: kwargs)
     monkeypatch.setitem(sys.modules, "vllm", vllm)  # vLLM is not installed here: a stand-in records the settings
-    args = parse(tmp_path, "--judge_backend", "vllm", "--judge_model_name_or_path", "j", *flags)
+    args = parse(tmp_path, "--judge_backend", "vllm", "--judge_model_name_or_path", "j", *OUR_PROMPT, *flags)
     judge = load_thinking_judge(args)
     assert judge.readout == readout
     assert judge.sampling_params["max_tokens"] == (1 if readout == "expected" else args.judge_max_new_tokens)

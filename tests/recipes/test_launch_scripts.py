@@ -165,6 +165,7 @@ def test_launch_trains_on_the_cpu_with_a_served_judge(tmp_path, loopback, tiny_v
                 "dataset_name": str(synthetic_data_dir),
                 "judge_backend": "openai",
                 "judge_model_name_or_path": "judge",
+                "judge_prompt_template": "recipes/judge_prompts/sophia_trl.yaml",
                 "output_dir": str(output_dir),
                 "max_steps": 2,
                 "per_device_train_batch_size": 8,

@@ -26,6 +26,7 @@ def recipe_args(policy_dir, synthetic_data_dir, output_dir, url, *overrides: str
         "--judge_backend=openai",
         f"--judge_base_url={url}",
         "--judge_model_name_or_path=judge",
+        f"--judge_prompt_template={RECIPES / 'judge_prompts/sophia_trl.yaml'}",  # a served judge carries no prompt
         "--judge_timeout=1",
         "--judge_max_retries=0",  # one attempt per call: every injected fault is one failed call
         "--per_device_train_batch_size=8",

@@ -13,7 +13,14 @@ from trl import SFTConfig
 from trl.data_utils import apply_chat_template, prepare_multimodal_messages
 
 from sophia_trl.configs import ThinkingRewardConfig
-from sophia_trl.judges import ScalarJudge, TransformersJudge, build_judge_inputs, format_judge_sft_example
+from sophia_trl.judges import (
+    DEFAULT_JUDGE_PROMPT,
+    JudgePrompt,
+    ScalarJudge,
+    TransformersJudge,
+    build_judge_inputs,
+    format_judge_sft_example,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 TINY_YAMLS = sorted((ROOT / "recipes" / "tiny").glob("thinking_reward_*.yaml"))
@@ -134,6 +141,9 @@ def test_scalar_recipe_end_to_end(tmp_path, tiny_judge_dir):
     assert saved["judge_eval_mae"] == pytest.approx(metrics["judge_eval_mae"])
     card = (output_dir / "README.md").read_text()
     assert "thinking reward model** (scalar)" in card and "2505.17018" in card
+    # The judge carries the prompt it was trained with (ours: no template was set), named in the card.
+    assert JudgePrompt.from_file(output_dir / "judge_prompt.yaml") == DEFAULT_JUDGE_PROMPT
+    assert "`judge_prompt.yaml` beside the weights: this project's prompt" in card
     # The output folder is a complete judge: model, head and processor.
     judge = ScalarJudge(output_dir, device="cpu")
     scores = judge.score(["q"], ["r"], [Image.new("RGB", (56, 56), "red")])
@@ -166,6 +176,7 @@ def test_generative_recipe_end_to_end(tmp_path, tiny_judge_dir):
     # Two steps do not teach the format: whatever the judge wrote, a failure is reported as such, never as 0.
     assert 0.0 <= metrics["judge_eval_failed_fraction"] <= 1.0
     assert (metrics["judge_eval_mae"] is None) == (metrics["judge_eval_failed_fraction"] == 1.0)
+    assert JudgePrompt.from_file(output_dir / "judge_prompt.yaml") == DEFAULT_JUDGE_PROMPT
     judge = TransformersJudge(output_dir, device="cpu", max_new_tokens=4)
     assert judge.model.config.get_text_config().use_cache is True
     assert len(judge.score(["q"], ["r"])) == 1
