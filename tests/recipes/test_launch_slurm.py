@@ -6,7 +6,7 @@ import subprocess
 import sys
 
 import pytest
-from recipe_helpers import ROOT
+from recipe_helpers import ROOT, trl_accepts
 
 SLURM = ROOT / "scripts" / "launch_trust_grpo_slurm.sh"
 LAUNCH = ROOT / "scripts" / "launch_trust_grpo.sh"
@@ -36,7 +36,9 @@ def node_commands(result, node):
         (["t0", "t1", "t2", "t3"], ["j0", "j1"], 1),
     ],
 )
-def test_dry_run_prints_each_nodes_commands(tmp_path, train_nodes, judge_nodes, accumulation):
+def test_dry_run_prints_each_nodes_commands(
+    tmp_path, monkeypatch, gpu_parsing, train_nodes, judge_nodes, accumulation
+):
     result = run(
         SLURM,
         tmp_path,
@@ -68,6 +70,10 @@ def test_dry_run_prints_each_nodes_commands(tmp_path, train_nodes, judge_nodes, 
             "--main_process_ip t0 --main_process_port 29500 recipes/grpo.py"
         )
         assert f"--judge_base_url {urls} --judge_model_name_or_path judge" in train
+        # TRL's own start-up checks accept the layout: whole groups per generation, tensor parallelism that divides.
+        args, total = trl_accepts(train, monkeypatch)
+        assert total == processes and args.generation_batch_size == 128 and args.num_generations == 8
+        assert args.vllm_tensor_parallel_size == 2 and 8 % args.vllm_tensor_parallel_size == 0  # within a node
 
 
 def test_a_layout_trl_refuses_stops_before_anything_starts(tmp_path):
@@ -94,3 +100,15 @@ def test_too_few_nodes_and_a_multi_node_run_without_judge_url_are_refused(tmp_pa
     assert result.returncode != 0 and "a multi-node run needs the judge served apart" in result.stderr
     result = run(LAUNCH, tmp_path, NUM_GPUS="8", NUM_MACHINES="2", JUDGE_URL="http://j0:8001/v1", DRY_RUN="1")
     assert result.returncode != 0 and "needs MAIN_PROCESS_IP" in result.stderr
+
+
+def test_the_judge_check_waits_for_every_replica(loopback_server, closed_port_url):
+    sys.path.insert(0, str(ROOT / "scripts"))
+    from check_judge_server import JudgeServerCheckError, wait_for_judge_server
+
+    first, second = loopback_server(), loopback_server()
+    # The loopback judge scores the white probe image 1.0.
+    assert wait_for_judge_server(f"{first.url},{second.url}", "judge", timeout=10) == 1.0
+    with pytest.raises(JudgeServerCheckError, match="did not answer within 1 s") as info:
+        wait_for_judge_server(f"{first.url},{closed_port_url}", "judge", timeout=1, poll_interval=0.5)
+    assert f"1 of the 2 judge replicas did not answer: {closed_port_url}" in str(info.value)
