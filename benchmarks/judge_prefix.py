@@ -7,9 +7,10 @@ that a shared or throttled machine slows both alike. It prints the median of eac
 their ratio, the prompt's token counts and the largest score difference between the two settings (they must agree).
 
 ```bash
-# CPU (2 cores, ~2 minutes): 8 responses to one question with a 448x448 image
-python benchmarks/judge_prefix.py
-python benchmarks/judge_prefix.py --judge scalar
+# CPU (~2-4 minutes): 8 responses to one question with a 448x448 image. One torch thread keeps a machine shared with
+# other jobs from thrashing torch's thread pool, which slows the shared path's small batches most (docs/scaling.md).
+OMP_NUM_THREADS=1 python benchmarks/judge_prefix.py --rounds 5
+OMP_NUM_THREADS=1 python benchmarks/judge_prefix.py --judge scalar --rounds 5
 ```
 """
 
