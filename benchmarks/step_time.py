@@ -46,8 +46,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python benchmar
 from benchmarks.judge_throughput import loopback_server_process  # noqa: E402
 
 
-def build_policy(output_dir: Path, hidden_size: int, num_layers: int, seed: int = 0) -> Path:
-    """A Qwen2.5-VL with the tiny tokenizer and vision tower, and a text model of the given width and depth."""
+def build_policy(
+    output_dir: Path, hidden_size: int, num_layers: int, seed: int = 0, vision_depth: int | None = None
+) -> Path:
+    """A Qwen2.5-VL with the tiny tokenizer and vision tower, and a text model of the given width and depth;
+    `vision_depth` blocks of the text model's width in the vision tower instead of the tiny one's 2 narrow blocks."""
     from transformers import Qwen2_5_VLForConditionalGeneration
 
     from sophia_trl.tiny.models import build_tiny_config, build_tiny_processor, build_tiny_tokenizer
@@ -56,6 +59,10 @@ def build_policy(output_dir: Path, hidden_size: int, num_layers: int, seed: int 
     processor = build_tiny_processor(tokenizer)
     config = build_tiny_config(tokenizer, hidden_size=hidden_size)
     config.text_config.num_hidden_layers = num_layers
+    if vision_depth is not None:
+        vision = config.vision_config
+        vision.depth, vision.fullatt_block_indexes = vision_depth, [vision_depth - 1]
+        vision.hidden_size, vision.intermediate_size, vision.num_heads = hidden_size, 4 * hidden_size, 4
     config.text_config.layer_types = ["full_attention"] * num_layers
     config.text_config.intermediate_size = (
         4 * hidden_size

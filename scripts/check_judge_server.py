@@ -72,7 +72,8 @@ def wait_for_judge_server(
 
     Args:
         base_url (`str`):
-            The server's OpenAI API root, e.g. `"http://127.0.0.1:8001/v1"`.
+            The server's OpenAI API root, e.g. `"http://127.0.0.1:8001/v1"`; several replicas separated by commas,
+            all of which must answer.
         model (`str`):
             The served model name.
         timeout (`float`, *optional*, defaults to `900.0`):
@@ -115,12 +116,13 @@ def wait_for_judge_server(
                 break
             except JudgeServerError as err:
                 raise JudgeServerCheckError(str(err), EXIT_REFUSED) from err
-            except ConnectionError:
+            except ConnectionError as err:
                 if time.monotonic() + poll_interval > deadline:
+                    replicas = f" ({err})" if len(judge.base_urls) > 1 else ""  # names the replicas that are down
                     raise JudgeServerCheckError(
-                        f"The judge server at {base_url} did not answer within {timeout:.0f} s. Check that it was "
-                        "started (scripts/serve_judge.sh), that the URL and port are right, and read its log; a large "
-                        "model may need a longer --timeout.",
+                        f"The judge server at {base_url} did not answer within {timeout:.0f} s{replicas}. Check "
+                        "that it was started (scripts/serve_judge.sh), that the URL and port are right, and read its "
+                        "log; a large model may need a longer --timeout.",
                         EXIT_TIMEOUT,
                     ) from None
                 time.sleep(poll_interval)

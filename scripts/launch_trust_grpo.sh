@@ -26,6 +26,9 @@
 #   TRAIN_GPUS         GPUs of the trainer (default: all the others)
 #   WAIT_TIMEOUT       seconds to wait for each server (default 900)
 #   LOG_DIR            where server logs go (default outputs/logs)
+#   NUM_MACHINES       training nodes of a multi-node run (default 1); this node is MACHINE_RANK (0 ... NUM_MACHINES-1)
+#                      and MAIN_PROCESS_IP:MAIN_PROCESS_PORT (default 29500) is rank 0's address. A multi-node run
+#                      needs JUDGE_URL; scripts/launch_trust_grpo_slurm.sh sets all of these on each node.
 #   DRY_RUN=1          print the commands and the GPU split, start nothing
 #
 # Examples:
@@ -53,6 +56,9 @@ GEN_PORT=${GEN_PORT:-8000}
 WAIT_TIMEOUT=${WAIT_TIMEOUT:-900}
 LOG_DIR=${LOG_DIR:-outputs/logs}
 DRY_RUN=${DRY_RUN:-0}
+NUM_MACHINES=${NUM_MACHINES:-1}
+MACHINE_RANK=${MACHINE_RANK:-0}
+MAIN_PROCESS_PORT=${MAIN_PROCESS_PORT:-29500}
 EXTRA_ARGS=()
 if [[ $# -gt 0 ]]; then
     [[ $1 == "--" ]] && shift
@@ -105,7 +111,14 @@ if [[ -z ${NUM_GPUS:-} ]]; then
 fi
 START_JUDGE=0
 if [[ $JUDGE_BACKEND == openai && -z ${JUDGE_URL:-} ]]; then
+    ((NUM_MACHINES == 1)) || die "NUM_MACHINES=$NUM_MACHINES: a multi-node run needs the judge served apart," \
+        "JUDGE_URL=http://HOST:PORT/v1 (scripts/launch_trust_grpo_slurm.sh serves it on judge nodes)."
     START_JUDGE=1
+fi
+if ((NUM_MACHINES > 1)); then
+    [[ -n ${MAIN_PROCESS_IP:-} ]] || die "NUM_MACHINES=$NUM_MACHINES needs MAIN_PROCESS_IP, the address of rank 0."
+    ((MACHINE_RANK >= 0 && MACHINE_RANK < NUM_MACHINES)) ||
+        die "MACHINE_RANK=$MACHINE_RANK is not in 0 ... $((NUM_MACHINES - 1))."
 fi
 START_GEN=0
 if [[ $USE_VLLM == True || $USE_VLLM == true ]] && [[ $VLLM_MODE == server ]]; then
@@ -185,21 +198,26 @@ if [[ $USE_VLLM == True || $USE_VLLM == true ]] && [[ $VLLM_MODE == colocate ]] 
     echo "vLLM (colocate): $((NUM_TRAIN / TP)) engines of tensor-parallel size $TP on the training GPUs." >&2
 fi
 
+# Every training node runs NUM_TRAIN processes: the batch counts all of them.
+NUM_PROCESSES=$((NUM_TRAIN * NUM_MACHINES))
+if ((NUM_MACHINES > 1)); then
+    echo "Nodes: $NUM_MACHINES x $NUM_TRAIN processes = $NUM_PROCESSES processes; this node is rank $MACHINE_RANK." >&2
+fi
 PER_DEVICE=$(setting per_device_train_batch_size 8)
 GRAD_ACC=$(setting gradient_accumulation_steps 1)
 NUM_GEN=$(setting num_generations 8)
 STEPS_PER_GEN=$(setting steps_per_generation "$GRAD_ACC")
-COMPLETIONS=$((PER_DEVICE * NUM_TRAIN * GRAD_ACC))
-echo "Batch: $PER_DEVICE x $NUM_TRAIN processes x $GRAD_ACC accumulation = $COMPLETIONS completions per step" \
+COMPLETIONS=$((PER_DEVICE * NUM_PROCESSES * GRAD_ACC))
+echo "Batch: $PER_DEVICE x $NUM_PROCESSES processes x $GRAD_ACC accumulation = $COMPLETIONS completions per step" \
     "= $((COMPLETIONS / NUM_GEN)) prompts x $NUM_GEN generations." >&2
 # TRL generates per_device x processes x steps_per_generation completions at once (gradient_accumulation_steps unless
 # set): whole groups of num_generations, or it stops at start-up.
-GENERATION_BATCH=$((PER_DEVICE * NUM_TRAIN * STEPS_PER_GEN))
+GENERATION_BATCH=$((PER_DEVICE * NUM_PROCESSES * STEPS_PER_GEN))
 if ((GENERATION_BATCH % NUM_GEN != 0)); then
     n=$STEPS_PER_GEN
-    while (((PER_DEVICE * NUM_TRAIN * n) % NUM_GEN != 0)); do n=$((n + 1)); done
+    while (((PER_DEVICE * NUM_PROCESSES * n) % NUM_GEN != 0)); do n=$((n + 1)); done
     key=$([[ $STEPS_PER_GEN == "$GRAD_ACC" ]] && echo gradient_accumulation_steps || echo steps_per_generation)
-    die "$GENERATION_BATCH completions per generation ($PER_DEVICE x $NUM_TRAIN processes x $STEPS_PER_GEN) is not a" \
+    die "$GENERATION_BATCH completions per generation ($PER_DEVICE x $NUM_PROCESSES processes x $STEPS_PER_GEN) is not a" \
         "multiple of num_generations=$NUM_GEN: pass -- --$key $n, or change per_device_train_batch_size or TRAIN_GPUS."
 fi
 ((GENERATION_BATCH == COMPLETIONS)) ||
@@ -278,7 +296,11 @@ fi
 if [[ $ACCELERATE_CONFIG == none || $NUM_GPUS == 0 ]]; then
     launcher=("$PYTHON")
 else
-    launcher=(accelerate launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_TRAIN")
+    launcher=(accelerate launch --config_file "$ACCELERATE_CONFIG" --num_processes "$NUM_PROCESSES")
+    if ((NUM_MACHINES > 1)); then
+        launcher+=(--num_machines "$NUM_MACHINES" --machine_rank "$MACHINE_RANK" --main_process_ip "$MAIN_PROCESS_IP"
+            --main_process_port "$MAIN_PROCESS_PORT")
+    fi
 fi
 export PYTHONPATH="$ROOT${PYTHONPATH:+:$PYTHONPATH}"  # accelerate puts recipes/ on the path, not the repo root
 echo "+ CUDA_VISIBLE_DEVICES=${TRAIN_GPUS:-} ${launcher[*]} recipes/grpo.py --config $CONFIG ${TRAIN_ARGS[*]} ${EXTRA_ARGS[*]}" >&2

@@ -24,6 +24,10 @@
 #   MAX_IMAGES               vLLM's most images per request (default 1): the most images one dataset row has
 #   DEVICE                   transformers serve device (default auto)
 #
+# vLLM runs with automatic prefix caching (--enable-prefix-caching): the requests of a group share the judge prompt's
+# system text, image and question, so after the first the server reuses their key/value blocks (docs/scaling.md).
+# Extra arguments go to `vllm serve`, e.g. --data-parallel-size 8 for one replica per GPU behind this port.
+#
 # Example, 8 GPUs: judge on GPU 7, Trust-GRPO on GPUs 0-6.
 #   CUDA_VISIBLE_DEVICES=7 scripts/serve_judge.sh vllm outputs/judge-3b 8001 &
 #   scripts/serve_judge.sh wait http://127.0.0.1:8001 600
@@ -63,6 +67,7 @@ case "$backend" in
             --max-model-len "${MAX_MODEL_LEN:-8192}" \
             --gpu-memory-utilization "${GPU_MEMORY_UTILIZATION:-0.9}" \
             --limit-mm-per-prompt "{\"image\": ${MAX_IMAGES:-1}}" \
+            --enable-prefix-caching \
             "$@"
         ;;
     transformers)

@@ -15,6 +15,7 @@ from trl import GRPOConfig, RewardConfig, ScriptArguments
 
 from .data.loading import BAD_ROW_POLICIES
 from .judges.scores import JUDGE_READOUTS
+from .judges.transport import split_base_urls
 from .prompts import POLICY_PROMPTS
 from .rewards.scorers import OCR_MODES
 from .trust import ANNEALING_SCHEDULES, TRUST_RULES
@@ -277,7 +278,12 @@ class TrustGRPOScriptArguments(ImageDataArguments):
         default=None, metadata={"help": "Judge checkpoint (local backends) or served model name ('openai')."}
     )
     judge_base_url: str | None = field(
-        default=None, metadata={"help": "Base URL of the judge server for 'openai', e.g. http://localhost:8001/v1."}
+        default=None,
+        metadata={
+            "help": "Base URL of the judge server for 'openai', e.g. http://localhost:8001/v1. Several replicas of "
+            "the judge: their URLs separated by commas (a list in YAML); each request goes to the replica with the "
+            "fewest in flight, and a failing replica's requests go to the others (docs/scaling.md)."
+        },
     )
     judge_batch_size: int = field(default=8, metadata={"help": "Completions per forward pass of a local judge."})
     judge_max_new_tokens: int = field(default=16, metadata={"help": "Tokens a generative judge may write."})
@@ -322,6 +328,15 @@ class TrustGRPOScriptArguments(ImageDataArguments):
             "choices": list(JUDGE_READOUTS),
         },
     )
+    judge_share_prefix: bool | None = field(
+        default=None,
+        metadata={
+            "help": "Local judges ('transformers', 'scalar'): compute the prompt prefix a group's completions share "
+            "(system text, image, question) once per group and score each completion on its key/value cache; same "
+            "scores, less compute. None: on when the judge prompt puts the response after the question and image "
+            "(this project's prompt does) and the judge is a Qwen2-VL-family model. See docs/scaling.md."
+        },
+    )
     judge_overlap: bool | None = field(
         default=None,
         metadata={
@@ -341,6 +356,8 @@ class TrustGRPOScriptArguments(ImageDataArguments):
                 f"judge_backend={self.judge_backend!r} needs judge_model_name_or_path (a checkpoint, or the served "
                 "model name for 'openai'); use judge_backend: none for plain GRPO."
             )
+        if self.judge_base_url:  # one URL, or replicas: comma-separated or a YAML list; kept as one checked string
+            self.judge_base_url = ",".join(split_base_urls(self.judge_base_url))
         if self.judge_backend == "openai" and not self.judge_base_url:
             raise ValueError("judge_backend='openai' needs judge_base_url, e.g. http://localhost:8001/v1.")
         if self.ocr_mode not in OCR_MODES:
@@ -353,6 +370,12 @@ class TrustGRPOScriptArguments(ImageDataArguments):
             raise ValueError(f"judge_max_images_per_row must be >= 1, got {self.judge_max_images_per_row}.")
         if self.judge_load_in_4bit and self.judge_load_in_8bit:
             raise ValueError("Set at most one of judge_load_in_4bit and judge_load_in_8bit.")
+        if self.judge_share_prefix and self.judge_backend not in LOCAL_JUDGE_BACKENDS:
+            raise ValueError(
+                f"judge_share_prefix applies to the judges loaded in this process {LOCAL_JUDGE_BACKENDS}, not "
+                f"judge_backend={self.judge_backend!r}: a vLLM server shares prefixes itself with "
+                "--enable-prefix-caching (docs/scaling.md). Remove judge_share_prefix."
+            )
         if (self.judge_load_in_4bit or self.judge_load_in_8bit) and self.judge_backend not in LOCAL_JUDGE_BACKENDS:
             raise ValueError(
                 f"judge_load_in_4bit/judge_load_in_8bit quantise a judge loaded in this process (judge_backend "

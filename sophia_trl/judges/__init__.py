@@ -12,8 +12,10 @@ One job per module:
   over the score tokens.
 - `base.py`: [`ThinkingJudge`], the `score(questions, responses, images)` interface with its cache; [`image_hash`].
 - `local.py`: the in-process backends [`TransformersJudge`], [`ScalarJudge`] and [`VLLMJudge`].
+- `prefix.py`: one prefill per group for the local judges (`share_prefix`): a group's shared prompt prefix computed
+  once and its key/value cache reused for each response.
 - `transport.py`: [`OpenAIChatClient`], the HTTP client of an OpenAI-compatible server (timeouts, retries,
-  concurrency), and [`JudgeServerError`].
+  concurrency, replicas), and [`JudgeServerError`].
 - `server.py`: [`OpenAIJudge`], the judge behind such a server.
 - `loading.py`: [`load_thinking_judge`], the backend a run's `judge_*` script arguments name.
 - `carried_prompt.py`: the prompt a judge folder carries (`judge_prompt.yaml`, written by stage 1) and the choice of a

@@ -23,7 +23,8 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
             `judge_backend` (`"transformers"`, `"scalar"`, `"openai"`, `"vllm"` or `"none"`),
             `judge_model_name_or_path`, `judge_base_url`, `judge_batch_size`, `judge_max_new_tokens`,
             `judge_max_concurrency`, `judge_timeout`, `judge_max_retries`, `judge_max_images_per_row`,
-            `judge_load_in_4bit`, `judge_load_in_8bit`, `judge_prompt_template` and `judge_readout`.
+            `judge_load_in_4bit`, `judge_load_in_8bit`, `judge_prompt_template`, `judge_readout` and
+            `judge_share_prefix`.
 
     Returns:
         [`~sophia_trl.judges.TransformersJudge`], [`~sophia_trl.judges.ScalarJudge`],
@@ -64,11 +65,16 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
             max_new_tokens=script_args.judge_max_new_tokens,
             model_init_kwargs=init_kwargs,
             judge_prompt=judge_prompt,
+            share_prefix=script_args.judge_share_prefix,
             **readout,
         )
     if backend == "scalar":
         return ScalarJudge(
-            name, batch_size=script_args.judge_batch_size, model_init_kwargs=init_kwargs, judge_prompt=judge_prompt
+            name,
+            batch_size=script_args.judge_batch_size,
+            model_init_kwargs=init_kwargs,
+            judge_prompt=judge_prompt,
+            share_prefix=script_args.judge_share_prefix,
         )
     if backend == "openai":
         return OpenAIJudge(

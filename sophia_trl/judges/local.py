@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Iterator
 from typing import Any
@@ -16,16 +17,22 @@ import torch
 from ..model_utils import loading_whole
 from .base import RowImages, ThinkingJudge, image_list
 from .messages import build_judge_inputs, build_openai_messages
+from .prefix import SharedPrefix, score_shared_groups, supports_shared_prefix
 from .scores import JUDGE_READOUTS, SCORE_PREFIX, expected_score, score_token_ids
 from .template import DEFAULT_JUDGE_PROMPT, JudgePrompt
+
+logger = logging.getLogger(__name__)
 
 # Log-probabilities vLLM returns per position (its default limit, `max_logprobs`, is 20).
 _VLLM_TOP_LOGPROBS = 20
 
 
-def _length_sorted_batches(questions: list[str], responses: list[str], batch_size: int) -> list[list[int]]:
-    """Row indices in batches of similar text length, so less compute goes to padding."""
-    order = sorted(range(len(questions)), key=lambda i: len(questions[i]) + len(responses[i]))
+def _length_sorted_batches(
+    questions: list[str], responses: list[str], batch_size: int, rows: list[int] | None = None
+) -> list[list[int]]:
+    """Row indices (of `rows`, all by default) in batches of similar text length, so less compute goes to padding."""
+    rows = range(len(questions)) if rows is None else rows
+    order = sorted(rows, key=lambda i: len(questions[i]) + len(responses[i]))
     return [order[start : start + batch_size] for start in range(0, len(order), batch_size)]
 
 
@@ -48,7 +55,8 @@ def _load_vlm_processor(model_name_or_path: str) -> Any:
 
 
 class _LocalJudge(ThinkingJudge):
-    """What the in-process judges share: the processor, the device and length-sorted batches of model inputs."""
+    """What the in-process judges share: the processor, the device, length-sorted batches of model inputs and the
+    choice of sharing a group's prompt prefix."""
 
     def __init__(
         self,
@@ -57,6 +65,7 @@ class _LocalJudge(ThinkingJudge):
         device: str | None,
         cache_size: int,
         judge_prompt: JudgePrompt | None = None,
+        share_prefix: bool | None = None,
     ):
         super().__init__(cache_size=cache_size)
         self.judge_prompt = judge_prompt or DEFAULT_JUDGE_PROMPT
@@ -66,12 +75,40 @@ class _LocalJudge(ThinkingJudge):
         self.device = device or _default_device()
         self.processor = _load_vlm_processor(model_name_or_path)
         self.tokenizer = self.processor.tokenizer
+        if share_prefix and not self.judge_prompt.response_last:
+            raise ValueError(
+                f"share_prefix=True (judge_share_prefix), but the judge prompt ({self.judge_prompt.source}) puts the "
+                "response before the question or the image, so a group's prompts share no prefix that holds them. "
+                "Leave judge_share_prefix unset (or false) for this template."
+            )
+        self._share_prefix_setting = share_prefix
+
+    def _resolve_share_prefix(self) -> None:
+        """Called once the model is loaded: `share_prefix` on by default where the template and the model allow it."""
+        supported = supports_shared_prefix(self.model)
+        if self._share_prefix_setting and not supported:
+            raise ValueError(
+                f"share_prefix=True (judge_share_prefix), but the judge model ({type(self.model).__name__}) is not a "
+                "Qwen2-VL-family model, whose multimodal positions the shared prefix needs. Set judge_share_prefix "
+                "to false."
+            )
+        if self._share_prefix_setting is None:
+            self.share_prefix = supported and self.judge_prompt.response_last
+        else:
+            self.share_prefix = bool(self._share_prefix_setting)
+        logger.info("Judge share_prefix: %s", self.share_prefix)
 
     def _batches(
-        self, questions: list[str], responses: list[str], images: list[RowImages], assistant_prefix: str = ""
+        self,
+        questions: list[str],
+        responses: list[str],
+        images: list[RowImages],
+        assistant_prefix: str = "",
+        rows: list[int] | None = None,
     ) -> Iterator[tuple[list[int], Any]]:
-        """(row indices, model inputs on the device) per batch; `assistant_prefix` starts the judge's answer."""
-        for idx in _length_sorted_batches(questions, responses, self.batch_size):
+        """(row indices, model inputs on the device) per batch of `rows` (all by default); `assistant_prefix` starts
+        the judge's answer."""
+        for idx in _length_sorted_batches(questions, responses, self.batch_size, rows):
             inputs = build_judge_inputs(
                 self.processor,
                 [questions[i] for i in idx],
@@ -121,6 +158,10 @@ class TransformersJudge(_LocalJudge):
             default from measurements on a trained tiny judge and held-out judge data (docs/thinking_reward_model.md):
             it ranks a question's responses far better (no ties on the 0.1 grid), never fails to parse, and costs one
             forward pass instead of a generation loop.
+        share_prefix (`bool` or `None`, *optional*, defaults to `None`):
+            Compute the prompt prefix a group's rows share (system text, image, question) once per group and run
+            each response on its key/value cache ([`~sophia_trl.judges.prefix`]); the scores equal the unshared ones.
+            `None` turns it on when the template puts the response last and the model is a Qwen2-VL-family model.
     """
 
     def __init__(
@@ -134,12 +175,13 @@ class TransformersJudge(_LocalJudge):
         model_init_kwargs: dict[str, Any] | None = None,
         judge_prompt: JudgePrompt | None = None,
         readout: str = "expected",
+        share_prefix: bool | None = None,
     ):
         from transformers import AutoModelForImageTextToText
 
         if readout not in JUDGE_READOUTS:
             raise ValueError(f"readout={readout!r} is not one of {JUDGE_READOUTS}.")
-        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
+        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt, share_prefix)
         if max_new_tokens < 1:
             raise ValueError(f"max_new_tokens must be >= 1, got {max_new_tokens}.")
         self.max_new_tokens = max_new_tokens
@@ -152,12 +194,18 @@ class TransformersJudge(_LocalJudge):
         with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
             self.model = AutoModelForImageTextToText.from_pretrained(str(model_name_or_path), **kwargs)
         self.model.to(self.device).eval()
+        self._resolve_share_prefix()
 
     @torch.no_grad()
     def generate_texts(self, questions: list[str], responses: list[str], images: list[RowImages]) -> list[str]:
         """The judge's raw outputs (before parsing), without the cache; useful to inspect what a judge writes."""
         outputs: list[str] = [""] * len(questions)
-        for idx, inputs in self._batches(questions, responses, images):
+        rows = None
+        if self.share_prefix:
+            shared, rows = score_shared_groups(self, questions, responses, images, "", self._generate_on_prefix)
+            for i, text in shared.items():
+                outputs[i] = text
+        for idx, inputs in self._batches(questions, responses, images, rows=rows):
             generated = self.model.generate(
                 **inputs,
                 max_new_tokens=self.max_new_tokens,
@@ -172,22 +220,74 @@ class TransformersJudge(_LocalJudge):
                 outputs[i] = text
         return outputs
 
+    def _generate_on_prefix(self, prefix: SharedPrefix, suffixes: list[list[int]]) -> list[str]:
+        """Greedy generation for a batch of a group's rows on the group's shared prefix (as `generate` does)."""
+        from transformers import RepetitionPenaltyLogitsProcessor
+
+        config = self.model.generation_config
+        eos = config.eos_token_id if config.eos_token_id is not None else self.tokenizer.eos_token_id
+        eos = torch.tensor([eos] if isinstance(eos, int) else list(eos), device=self.device)
+        pad = self.tokenizer.pad_token_id
+        # The one logits processor `generate` applies to a greedy search with a checkpoint's generation config (Qwen's
+        # instruct models set repetition_penalty): it penalises every token of the prompt and of the answer so far.
+        penalty = config.repetition_penalty
+        processor = RepetitionPenaltyLogitsProcessor(penalty) if penalty not in (None, 1.0) else None
+        hidden, state = prefix.forward_suffixes(suffixes, pad)
+        seen = [prefix.prefix_ids.tolist() + s for s in suffixes]
+        generated: list[torch.Tensor] = []
+        finished = torch.zeros(len(suffixes), dtype=torch.bool, device=self.device)
+        last = hidden[:, -1]  # (B, H)
+        for _ in range(self.max_new_tokens):
+            logits = self.model.lm_head(last).float()  # (B, V)
+            if processor is not None:
+                width = max(len(s) for s in seen)
+                ids = torch.tensor([s + [s[-1]] * (width - len(s)) for s in seen], device=self.device)
+                logits = processor(torch.cat([ids, *[g[:, None] for g in generated]], dim=1), logits)
+            token = torch.where(finished, pad, logits.argmax(-1))
+            generated.append(token)
+            finished |= torch.isin(token, eos)
+            if finished.all():
+                break
+            last = prefix.step(token, state)
+        new_tokens = torch.stack(generated, dim=1)
+        return self.tokenizer.batch_decode(new_tokens, skip_special_tokens=True)
+
+    def _expected_from_logits(self, logits: torch.Tensor) -> list[float]:
+        """The expected score of each row from the logits of its last three positions, `(B, 3, V)`."""
+        ids = self._score_ids or score_token_ids(self.tokenizer)
+        logits = logits.float()
+        first = torch.log_softmax(logits[:, 0], dim=-1)  # (B, V): the token after "<answer>"
+        digit = torch.log_softmax(logits[:, 2], dim=-1)  # (B, V): the token after "<answer>0."
+        first_ids = [ids["0"], ids["1"]]
+        digit_ids = [ids[str(d)] for d in range(10)]
+        return [
+            expected_score({"0": f[0], "1": f[1]}, {str(k): v for k, v in enumerate(d)})
+            for f, d in zip(first[:, first_ids].tolist(), digit[:, digit_ids].tolist())
+        ]
+
+    def _expected_on_prefix(self, prefix: SharedPrefix, suffixes: list[list[int]]) -> list[float]:
+        hidden, _ = prefix.forward_suffixes(suffixes, self.tokenizer.pad_token_id)
+        return self._expected_from_logits(self.model.lm_head(hidden[:, -3:]))
+
     @torch.no_grad()
     def expected_scores(
         self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         """The expected-score readout of each row (one forward pass per batch), without the cache."""
-        ids = self._score_ids or score_token_ids(self.tokenizer)
         scores: list[float | None] = [None] * len(questions)
+        answer_prefix = SCORE_PREFIX + "0."
+        rows = None
+        if self.share_prefix:
+            shared, rows = score_shared_groups(
+                self, questions, responses, images, answer_prefix, self._expected_on_prefix
+            )
+            for i, score in shared.items():
+                scores[i] = score
         # Left padding: every row ends with "<answer>0.", so the last three positions are ">", "0" and ".".
-        for idx, inputs in self._batches(questions, responses, images, assistant_prefix=SCORE_PREFIX + "0."):
-            logits = self.model(**inputs, logits_to_keep=3).logits.float()  # (B, 3, V)
-            first = torch.log_softmax(logits[:, 0], dim=-1)  # (B, V): the token after "<answer>"
-            digit = torch.log_softmax(logits[:, 2], dim=-1)  # (B, V): the token after "<answer>0."
-            first_ids = [ids["0"], ids["1"]]
-            digit_ids = [ids[str(d)] for d in range(10)]
-            for row, f, d in zip(idx, first[:, first_ids].tolist(), digit[:, digit_ids].tolist()):
-                scores[row] = expected_score({"0": f[0], "1": f[1]}, {str(k): v for k, v in enumerate(d)})
+        for idx, inputs in self._batches(questions, responses, images, answer_prefix, rows):
+            logits = self.model(**inputs, logits_to_keep=3).logits  # (B, 3, V)
+            for row, score in zip(idx, self._expected_from_logits(logits)):
+                scores[row] = score
         return scores
 
     def _score_uncached(
@@ -227,6 +327,10 @@ class ScalarJudge(_LocalJudge):
         judge_prompt ([`~sophia_trl.judges.JudgePrompt`] or `None`, *optional*, defaults to `None`):
             The prompt the judge was trained with (e.g. from a template file, [`~sophia_trl.judges.load_judge_prompt`]);
             this project's prompt when `None`.
+        share_prefix (`bool` or `None`, *optional*, defaults to `None`):
+            Compute the prompt prefix a group's rows share (system text, image, question) once per group and run
+            each response on its key/value cache ([`~sophia_trl.judges.prefix`]); the scores equal the unshared ones.
+            `None` turns it on when the template puts the response last and the model is a Qwen2-VL-family model.
     """
 
     def __init__(
@@ -238,24 +342,39 @@ class ScalarJudge(_LocalJudge):
         cache_size: int = 4096,
         model_init_kwargs: dict[str, Any] | None = None,
         judge_prompt: JudgePrompt | None = None,
+        share_prefix: bool | None = None,
     ):
         # Imported here: transformers' Qwen2.5-VL model code takes a second to import and only this judge needs it.
         from .scalar_model import load_scalar_reward_model
 
-        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt)
+        super().__init__(model_name_or_path, batch_size, device, cache_size, judge_prompt, share_prefix)
         with loading_whole():  # under ZeRO-3 too: each process runs its own judge passes
             self.model = load_scalar_reward_model(str(model_name_or_path), dtype=dtype, **(model_init_kwargs or {}))
         self.model.to(self.device).eval()
+        self._resolve_share_prefix()
+
+    @staticmethod
+    def _sigmoids(logits: torch.Tensor) -> list[float | None]:
+        return [1.0 / (1.0 + math.exp(-x)) if math.isfinite(x) else None for x in logits.float().tolist()]
+
+    def _score_on_prefix(self, prefix: SharedPrefix, suffixes: list[list[int]]) -> list[float | None]:
+        hidden, _ = prefix.forward_suffixes(suffixes, self.tokenizer.pad_token_id)
+        last = hidden[:, -1]  # (B, H): left padding, every row ends at the last column
+        return self._sigmoids(self.model.score(last.to(self.model.score.weight.dtype)).squeeze(-1))
 
     @torch.no_grad()
     def _score_uncached(
         self, questions: list[str], responses: list[str], images: list[RowImages]
     ) -> list[float | None]:
         scores: list[float | None] = [None] * len(questions)
-        for idx, inputs in self._batches(questions, responses, images):
-            logits = self.model(**inputs).logits.squeeze(-1).float()  # (B,)
-            for i, logit in zip(idx, logits.tolist()):
-                scores[i] = 1.0 / (1.0 + math.exp(-logit)) if math.isfinite(logit) else None
+        rows = None
+        if self.share_prefix:
+            shared, rows = score_shared_groups(self, questions, responses, images, "", self._score_on_prefix)
+            for i, score in shared.items():
+                scores[i] = score
+        for idx, inputs in self._batches(questions, responses, images, rows=rows):
+            for i, score in zip(idx, self._sigmoids(self.model(**inputs).logits.squeeze(-1))):  # (B,)
+                scores[i] = score
         return scores
 
 

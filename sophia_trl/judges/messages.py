@@ -178,16 +178,28 @@ def build_judge_inputs(
         [`~transformers.BatchFeature`]: `input_ids`, `attention_mask` and, when some row has an image,
         `pixel_values` and `image_grid_thw`, as PyTorch tensors.
     """
-    texts = [
+    texts = render_judge_texts(processor, questions, responses, images, judge_prompt, assistant_prefix)
+    # The processor matches images to image placeholders in order: every image of every row, in row order.
+    flat_images = [img for row_images in images for img in image_list(row_images)]
+    return processor(text=texts, images=flat_images or None, padding=True, return_tensors="pt")
+
+
+def render_judge_texts(
+    processor: Any,
+    questions: list[str],
+    responses: list[str],
+    images: list[RowImages],
+    judge_prompt: JudgePrompt | None = None,
+    assistant_prefix: str = "",
+) -> list[str]:
+    """The prompt text of each row as [`build_judge_inputs`] processes it (one image placeholder per image)."""
+    return [
         processor.apply_chat_template(
             build_judge_messages(q, r, img, judge_prompt), tokenize=False, add_generation_prompt=True
         )
         + assistant_prefix
         for q, r, img in zip(questions, responses, images)
     ]
-    # The processor matches images to image placeholders in order: every image of every row, in row order.
-    flat_images = [img for row_images in images for img in image_list(row_images)]
-    return processor(text=texts, images=flat_images or None, padding=True, return_tensors="pt")
 
 
 def format_judge_sft_example(example: dict[str, Any], judge_prompt: JudgePrompt | None = None) -> dict[str, Any]:

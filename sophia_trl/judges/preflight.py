@@ -77,10 +77,12 @@ def check_judge_server(judge: Any, timeout: float = LIST_MODELS_TIMEOUT) -> list
     try:
         models = judge.check_server(timeout=timeout)
     except ConnectionError as err:
+        if len(getattr(judge, "base_urls", [judge.base_url])) > 1:  # replicas: the error names the ones down
+            down = f"{err} (waited {timeout:.0f} s)."
+        else:
+            down = f"The judge server at {judge.base_url} did not answer within {timeout:.0f} s: {err.__cause__!r}."
         raise JudgeCheckError(
-            f"The judge server at {judge.base_url} did not answer within {timeout:.0f} s: {err.__cause__!r}. "
-            f"Check the URL and port (judge_base_url). {START_SERVER_HINT}",
-            "unreachable",
+            f"{down} Check the URL and port (judge_base_url). {START_SERVER_HINT}", "unreachable"
         ) from err
     except JudgeServerError as err:
         raise JudgeCheckError(str(err), "refused") from err

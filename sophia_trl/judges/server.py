@@ -50,8 +50,9 @@ class OpenAIJudge(ThinkingJudge):
     [`~sophia_trl.judges.JudgeServerError`] at once.
 
     Args:
-        base_url (`str`):
-            The server's OpenAI API root, e.g. `"http://localhost:8001/v1"`.
+        base_url (`str` or `list[str]`):
+            The server's OpenAI API root, e.g. `"http://localhost:8001/v1"`; several replicas of the judge as a list or
+            separated by commas (see [`~sophia_trl.judges.OpenAIChatClient`]).
         model (`str`):
             The served model name (`vllm serve --served-model-name`, or the path given to the server).
         api_key (`str` or `None`, *optional*, defaults to `None`):
@@ -96,7 +97,7 @@ class OpenAIJudge(ThinkingJudge):
 
     def __init__(
         self,
-        base_url: str,
+        base_url: str | list[str],
         model: str,
         api_key: str | None = None,
         timeout: float = 60.0,
@@ -141,6 +142,7 @@ class OpenAIJudge(ThinkingJudge):
 
     # The transport's settings and counters, read through the judge (the model card names `model`).
     base_url = property(lambda self: self.client.base_url)
+    base_urls = property(lambda self: self.client.base_urls)
     model = property(lambda self: self.client.model)
     timeout = property(lambda self: self.client.timeout)
     max_retries = property(lambda self: self.client.max_retries)
@@ -210,18 +212,21 @@ class OpenAIJudge(ThinkingJudge):
             )
             for q, r, row_images in zip(questions, responses, images)
         ]
+        # A group's requests (one question and image) go out together and, with several replicas, to one replica, so
+        # that the server's prefix cache (vLLM's --enable-prefix-caching) computes their shared prefix once.
+        keys = [(q, tuple(id(img) for img in image_list(row_images))) for q, row_images in zip(questions, images)]
         if self.readout == "expected":
-            return self._expected_scores(requests)
-        return [self.judge_prompt.parse_score(reply) for reply in self.client.complete(requests)]
+            return self._expected_scores(requests, keys)
+        return [self.judge_prompt.parse_score(reply) for reply in self.client.complete(requests, keys)]
 
-    def _expected_scores(self, requests: list[list[dict[str, Any]]]) -> list[float | None]:
+    def _expected_scores(self, requests: list[list[dict[str, Any]]], keys: list[Any]) -> list[float | None]:
         """The expected-score readout from the servers' top log-probabilities (see `readout`)."""
 
         def prefilled(messages: list[dict[str, Any]], prefix: str) -> list[dict[str, Any]]:
             return [*messages, {"role": "assistant", "content": prefix}]
 
         choices = self.client.complete_choices(
-            [prefilled(m, SCORE_PREFIX) for m in requests], {**_EXPECTED_READOUT_FIELDS, "max_tokens": 3}
+            [prefilled(m, SCORE_PREFIX) for m in requests], {**_EXPECTED_READOUT_FIELDS, "max_tokens": 3}, keys
         )
         firsts: list[dict[str, float] | None] = []
         digits: list[dict[str, float] | None] = []
@@ -237,6 +242,7 @@ class OpenAIJudge(ThinkingJudge):
             more = self.client.complete_choices(
                 [prefilled(requests[i], SCORE_PREFIX + "0.") for i in missing],
                 {**_EXPECTED_READOUT_FIELDS, "max_tokens": 1},
+                [keys[i] for i in missing],
             )
             for i, choice in zip(missing, more):
                 top = _top_logprobs(choice, 0)

@@ -238,6 +238,14 @@ class JudgePrompt:
         """Whether the image blocks come before the user text (the template has no `{image}`), as TRL places them."""
         return all(name != "image" for _, name in self._user_pieces)
 
+    @property
+    def response_last(self) -> bool:
+        """Whether the response comes after the question and the image, so a group's prompts share those as a prefix
+        (what `share_prefix` of the local judges needs)."""
+        image = ["image"] if self.image_first else []
+        names = [n for _, n in self._system_pieces if n] + image + [n for _, n in self._user_pieces if n]
+        return names.index("response") > max(names.index(n) for n in names if n != "response")
+
     def render(self, question: str, response: str, has_image: bool = False) -> tuple[str | None, str, str]:
         """
         Fills in the template for one item.

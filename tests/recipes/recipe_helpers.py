@@ -135,3 +135,20 @@ def reduce_to_cpu(recipe: dict[str, Any], policy_dir: Path, judge_dir: Path, dat
     unexpected = set(overrides) - GPU_ONLY_KEYS
     assert not unexpected, f"the reduction changes settings that are not GPU-only: {sorted(unexpected)}"
     return {k: v for k, v in {**recipe, **overrides}.items() if v is not None}
+
+
+def trl_accepts(train_command: str, monkeypatch) -> tuple[Any, int]:
+    """Parse a launch script's training command as recipes/grpo.py would, with TRL's world size set to its number of
+    processes, so that GRPOConfig's own start-up checks run; returns the parsed TrustGRPOConfig and that number."""
+    import shlex
+
+    import transformers
+
+    launcher, words = (shlex.split(part) for part in train_command.split("recipes/grpo.py", 1))
+    processes = int(launcher[launcher.index("--num_processes") + 1]) if "--num_processes" in launcher else 1
+    monkeypatch.setattr(transformers.TrainingArguments, "world_size", property(lambda self: processes))
+    config = load_yaml(ROOT / words[words.index("--config") + 1])
+    _, training_args, _ = make_parser("grpo", config).parse_args_and_config(
+        [str(w) for w in words], fail_with_unknown_args=True
+    )
+    return training_args, processes

@@ -9,7 +9,7 @@ import time
 
 import pytest
 import yaml
-from recipe_helpers import ROOT
+from recipe_helpers import ROOT, trl_accepts
 
 from sophia_trl.judges.loopback import LoopbackJudgeServer
 
@@ -191,29 +191,6 @@ def test_launch_trains_on_the_cpu_with_a_served_judge(tmp_path, loopback, tiny_v
         assert (entry["trust/judge_calls"], entry["trust/judge_failed"]) == (8, 0)
         assert entry["trust/thinking_reward_mean"] == 1.0
     assert loopback.requests["ok"] >= 2  # the probe, then the training requests (repeated completions are cached)
-
-
-def trl_accepts(train_command, monkeypatch):
-    """Parse the dry run's training command as recipes/grpo.py would, with TRL's world size set to its number of
-    processes, so that GRPOConfig's own start-up checks run; returns the parsed TrustGRPOConfig and that number."""
-    import shlex
-
-    import transformers
-    from recipe_helpers import make_parser
-
-    launcher, script_args = (shlex.split(part) for part in train_command.split("recipes/grpo.py", 1))
-    processes = int(launcher[launcher.index("--num_processes") + 1]) if "--num_processes" in launcher else 1
-    words = script_args
-    monkeypatch.setattr(transformers.TrainingArguments, "world_size", property(lambda self: processes))
-    config = load_yaml_file(ROOT / words[words.index("--config") + 1])
-    _, training_args, _ = make_parser("grpo", config).parse_args_and_config(
-        [str(w) for w in words], fail_with_unknown_args=True
-    )
-    return training_args, processes
-
-
-def load_yaml_file(path):
-    return yaml.safe_load(open(path))
 
 
 @pytest.mark.parametrize("vllm_mode", ["colocate", "server"])
