@@ -272,7 +272,10 @@ def test_the_recipe_setting_reaches_the_vllm_judge(monkeypatch):
         SimpleNamespace(LLM=lambda **kwargs: calls.update(kwargs), SamplingParams=lambda **kwargs: kwargs),
     )
     args = TrustGRPOScriptArguments(
-        judge_backend="vllm", judge_model_name_or_path="/models/judge", judge_max_images_per_row=4
+        judge_backend="vllm",
+        judge_model_name_or_path="/models/judge",
+        judge_max_images_per_row=4,
+        judge_prompt_template=str(ROOT / "recipes" / "judge_prompts" / "sophia_trl.yaml"),
     )
     assert load_thinking_judge(args).max_images_per_row == 4
     assert calls["limit_mm_per_prompt"] == {"image": 4}

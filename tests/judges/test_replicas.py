@@ -3,6 +3,7 @@ its requests answered by the others (no score lost), the check before training o
 
 import logging
 import time
+from pathlib import Path
 
 import pytest
 from trl import ModelConfig, TrlParser
@@ -133,11 +134,15 @@ def test_check_judge_covers_every_replica_and_names_the_ones_down(loopback_serve
         assert check_judge(judge) is not None
 
 
+OUR_TEMPLATE = Path(__file__).resolve().parents[2] / "recipes" / "judge_prompts" / "sophia_trl.yaml"
+
+
 def _parse(tmp_path, *extra):
     parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
     base = ["--output_dir", str(tmp_path), "--use_cpu", "--bf16", "false", "--dataset_name", "data"]
     return parser.parse_args_and_config(
-        args=[*base, "--judge_backend", "openai", "--judge_model_name_or_path", "j"] + list(extra)
+        args=[*base, "--judge_backend", "openai", "--judge_model_name_or_path", "j"]
+        + ["--judge_prompt_template", str(OUR_TEMPLATE), *extra]
     )[0]
 
 
