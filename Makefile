@@ -6,7 +6,7 @@ PY := $(VENV)/bin/python
 PIP := $(VENV)/bin/pip
 OUT ?= outputs/demo
 
-.PHONY: setup demo test test-slow quality style eval lab lab-sparse lab-rules lab-scenes clean
+.PHONY: setup demo test test-slow quality style eval lab lab-sparse lab-rules lab-gamed lab-scenes clean
 
 $(VENV)/.installed: requirements.txt pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -55,6 +55,11 @@ lab-sparse: setup
 lab-rules: setup
 	$(PY) benchmarks/learning_lab.py --seeds 5 --judges reliable adversarial \
 		--arms grpo trust_grpo reliability reliability_separate --output_dir outputs/lab_rules
+
+# A judge that can be gamed, the sparse regime: 5 arms, reliable and gamed judges, 5 seeds (45 runs): docs/learning_lab.md
+lab-gamed: setup
+	$(PY) benchmarks/learning_lab.py --task sparse --seeds 5 --judges reliable gamed \
+		--arms grpo trust_grpo posterior_gate reliability_separate length_neutral --output_dir outputs/lab_gamed
 
 # The multimodal check: the tiny VLM on the synthetic scenes, 4 arms x 2 judges x 3 seeds (21 runs): docs/learning_lab.md
 lab-scenes: setup

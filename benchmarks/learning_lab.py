@@ -3,7 +3,7 @@
 A 0.8 M-parameter policy is warm-started by SFT on "a ± b ± c ± d" with sound and flawed step-by-step reasoning, then
 trained with the project's TrustGRPOTrainer in several arms (plain GRPO, naive thinking reward, annealing only, trust
 only, Trust-GRPO with the paper's and the released code's preset) against judges whose reliability is set
-(reliable, adversarial, misleading), over several seeds. Writes `table.md`, `curves.png` and `results.json` to
+(reliable, adversarial, misleading, gamed), over several seeds. Writes `table.md`, `curves.png` and `results.json` to
 `--output_dir` and prints the table; a rerun with the same `--output_dir` reuses finished runs. See docs/learning_lab.md.
 `--task scenes` runs the same experiment on the synthetic multimodal scenes with the tiny VLM (`benchmarks/lab/scenes.py`,
 its own sizes `SCENES`; the options given override them).
@@ -56,8 +56,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--sft_seeds", type=int, help=f"SFT warm starts (default {defaults.sft_seeds}).")
     parser.add_argument("--sft_examples", type=int, help=f"SFT examples (default {defaults.sft_examples}).")
     parser.add_argument("--sft_epochs", type=float, help=f"SFT epochs (default {defaults.sft_epochs}).")
-    parser.add_argument("--judges", nargs="+", choices=JUDGE_KINDS, help="Judges (default: all three).")
-    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help="Arms (default: all six).")
+    parser.add_argument(
+        "--judges", nargs="+", choices=JUDGE_KINDS, help=f"Judges (default: {' '.join(defaults.judges)})."
+    )
+    parser.add_argument("--arms", nargs="+", choices=list(ARMS), help=f"Arms (default: {' '.join(defaults.arms)}).")
     parser.add_argument("--workers", type=int, help=f"Runs in parallel (default {defaults.workers}).")
     parser.add_argument(
         "--task",

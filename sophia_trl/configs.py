@@ -18,7 +18,7 @@ from .judges.scores import JUDGE_READOUTS
 from .judges.transport import split_base_urls
 from .prompts import POLICY_PROMPTS
 from .rewards.scorers import OCR_MODES
-from .trust import ANNEALING_SCHEDULES, TRUST_RULES
+from .trust import ANNEALING_SCHEDULES, THINKING_REWARD_GATES, TRUST_RULES
 
 THINKING_REWARD_PRESETS = ("paper", "official")
 JUDGE_BACKENDS = ("transformers", "scalar", "openai", "vllm", "none")
@@ -82,6 +82,10 @@ class TrustGRPOConfig(GRPOConfig):
     - without trust and without annealing: `trust_weighting=False, thinking_reward_annealing="none"`;
     - plain GRPO: no thinking judge (the recipe's `judge_backend: none`) or `thinking_reward_alpha=0`.
 
+    TRL's `multi_objective_aggregation="normalize_then_sum"` (GDPO) is accepted: every reward column is normalised per
+    group, the thinking column then weighted by gamma * alpha_t, and the sum normalised over the batch (the trainer
+    does the per-column step itself, so that the weight survives it).
+
     Parameters:
         > Parameters that control the thinking reward
 
@@ -99,6 +103,16 @@ class TrustGRPOConfig(GRPOConfig):
             Score evaluation batches with the thinking reward too, as training batches (one judge call per
             evaluation completion). `False` scores them by the outcome reward (and the other reward functions) alone,
             without asking the judge, as the released code validates; the paper's recipes set it.
+
+        thinking_reward_gate (`str`, *optional*, defaults to `"none"`):
+            `"correct"`: the thinking reward counts only for correct responses (Posterior-GRPO's gating),
+            `R = R_outcome + 1[correct] * gamma * alpha_t * R_thinking`, so a wrong answer never gains from reasoning
+            the judge likes; the trust weight still reads every score. Rules that normalise the thinking reward per
+            group (`reliability_separate`, `normalize_then_sum`) normalise it over the group's correct responses.
+        thinking_reward_length_neutral (`bool`, *optional*, defaults to `False`):
+            Within each group, remove from the judge's scores the part that a straight line in the response length
+            (tokens) explains, before the trust weight and the thinking term read them. It also removes a genuine
+            preference for longer reasoning (see docs/trust_rules.md).
 
         > Parameters that control the trust weight
 
@@ -148,6 +162,24 @@ class TrustGRPOConfig(GRPOConfig):
             "help": "Score evaluation batches with the thinking reward too (the judge is asked about every evaluation "
             "completion). False: evaluation rewards are the outcome reward (and the other reward functions) alone and "
             "the judge gets no call during evaluation, as the released code validates."
+        },
+    )
+
+    thinking_reward_gate: str = field(
+        default="none",
+        metadata={
+            "help": "'correct': the thinking reward counts only for correct responses, R = R_o + 1[correct] * gamma * "
+            "alpha_t * R_t (Posterior-GRPO), so a wrong answer never gains from reasoning the judge likes. 'none': "
+            "every response (the paper).",
+            "choices": list(THINKING_REWARD_GATES),
+        },
+    )
+    thinking_reward_length_neutral: bool = field(
+        default=False,
+        metadata={
+            "help": "Within each group, remove from the judge's scores the part a straight line in the response "
+            "length (tokens) explains (least squares), so length alone cannot raise the advantage; also removes a "
+            "genuine preference for longer reasoning."
         },
     )
 
@@ -223,10 +255,15 @@ class TrustGRPOConfig(GRPOConfig):
             raise ValueError(f"reliability_prior is an AUC in [0, 1], got {self.reliability_prior}.")
         if not 0.0 <= self.reliability_decay < 1.0:
             raise ValueError(f"reliability_decay must be in [0, 1), got {self.reliability_decay}.")
-        if self.multi_objective_aggregation != "sum_then_normalize":
+        if self.thinking_reward_gate not in THINKING_REWARD_GATES:
             raise ValueError(
-                "Trust-GRPO adds the weighted thinking reward to the outcome reward before the group normalisation, "
-                f"so multi_objective_aggregation must be 'sum_then_normalize', got {self.multi_objective_aggregation!r}."
+                f"thinking_reward_gate={self.thinking_reward_gate!r} is not one of {THINKING_REWARD_GATES}."
+            )
+        if self.multi_objective_aggregation == "normalize_then_sum" and self.trust_rule == "reliability_separate":
+            raise ValueError(
+                "multi_objective_aggregation='normalize_then_sum' already normalises the thinking reward on its own "
+                "and applies the trust weight after it; with it, trust_rule='reliability' gives reliability_separate's "
+                "weight w. Set trust_rule='reliability' (or keep reliability_separate with 'sum_then_normalize')."
             )
 
 

@@ -32,7 +32,9 @@ from .trust import (
     OFFICIAL_MIN_OUTCOME,
     annealed_alpha,
     fill_failed_scores,
+    gate_to_correct,
     group_normalize,
+    length_neutral_scores,
     normalize_columns_jointly,
     official_preset_masks,
     ranking_pairs,
@@ -123,8 +125,11 @@ class TrustGRPOTrainer(
     The mixins work around TRL 1.16 limits and go when TRL lifts them; `_on_completions` is the hook of
     `CompletionsReadyHook`, not a TRL method. Besides these, the trainer reads TRL's private `_metrics`, calls
     `_log_completion_extra` (the completions table's extra columns) and `_save_checkpoint` (before stopping on a judge
-    outage), and asks [`~sophia_trl.trl_compat.reward_func_kwargs`] for TRL's reward-function arguments. The overrides
-    of the Trainer's checkpoint hooks were written against transformers 5.23.0 with TRL 1.16.0.
+    outage), and asks [`~sophia_trl.trl_compat.reward_func_kwargs`] for TRL's reward-function arguments. Under
+    `multi_objective_aggregation="normalize_then_sum"` it sets the attributes `multi_objective_aggregation` and
+    `scale_rewards` that TRL 1.16's `_generate_and_score_completions` reads to form the advantages
+    (`tests/trainers/test_gamed_judge_rules.py` checks the advantages TRL then hands to the loss). The overrides of the
+    Trainer's checkpoint hooks were written against transformers 5.23.0 with TRL 1.16.0.
 
     `args.trust_rule` chooses the weight: `"paper"` is gamma above (1 in groups whose answers are all right or all
     wrong). `"reliability"` gives every group one weight w = clip(2 * AUC - 1, 0, 1), AUC a running estimate of how
@@ -133,6 +138,15 @@ class TrustGRPOTrainer(
     so that the advantage is norm(R_o) + w * alpha_t * norm(R_t); with `scale_rewards="none"` TRL then only subtracts
     their group mean, which is 0. TRL's `rewards/<name>/mean` logs show these rescaled columns; the raw means are
     `trust/outcome_reward_mean` and `trust/thinking_reward_mean`.
+
+    Against a judge that can be gamed, `args.thinking_reward_gate="correct"` gives the thinking term to correct
+    responses only (Posterior-GRPO), and `args.thinking_reward_length_neutral` removes, within each group, the part of
+    the judge's scores a straight line in the response length explains, before the trust rule and the thinking term
+    read them (the logs keep the judge's own scores). With `multi_objective_aggregation="normalize_then_sum"` (GDPO)
+    the trainer hands TRL every column normalised per group and the thinking one weighted after its normalisation,
+    `norm(R_t) * gamma * alpha_t`, and has TRL sum them with their weights and divide by the batch std (it sets the
+    trainer's `multi_objective_aggregation` to "sum_then_normalize" and `scale_rewards` to "batch", which give exactly
+    that on such columns).
 
     Datasets may mix image and text-only rows (`image` None, or an empty `images` list); every image of a row with
     several reaches the judge, in order. Evaluation batches are scored as training batches unless
@@ -240,6 +254,14 @@ class TrustGRPOTrainer(
         # Running evidence of the judge's right-above-wrong ranking (trust_rule="reliability*"): (discounted pair
         # score sum, discounted pair count); saved with each checkpoint, with the failure budget's window.
         self._reliability = (0.0, 0.0)
+        # normalize_then_sum (GDPO) with a judge: `_calculate_rewards` hands TRL each column normalised per group, the
+        # thinking column already weighted, and TRL sums them and divides by the batch std, as its normalize_then_sum
+        # does after its own per-column normalisation (which would erase gamma and alpha_t).
+        self._columns_normalized_here = (
+            thinking_judge is not None and args.multi_objective_aggregation == "normalize_then_sum"
+        )
+        if self._columns_normalized_here:
+            self.multi_objective_aggregation, self.scale_rewards = "sum_then_normalize", "batch"
         self.judge_failure_budget = None
         if thinking_judge is not None:
             self.judge_failure_budget = JudgeFailureBudget(
@@ -367,9 +389,9 @@ class TrustGRPOTrainer(
         if self.thinking_judge is None:
             return rewards_per_func
         if not self._judges_batch(mode):
-            rewards_per_func[:, self._thinking_column] = (
-                0.0  # (B,) no thinking term: the reward is the other columns' alone
-            )
+            rewards_per_func[:, self._thinking_column] = 0.0  # (B,) no thinking term: the other columns' alone
+            if self._columns_normalized_here:  # TRL was set up to sum columns that arrive normalised
+                self._normalize_other_columns(rewards_per_func, self.num_generations_eval)
             return rewards_per_func
 
         args: TrustGRPOConfig = self.args
@@ -400,26 +422,22 @@ class TrustGRPOTrainer(
             )
         local_failed = torch.isnan(local_scores[local_ask]).sum()
         scores = gather(local_scores)  # (B,) identical on every process
+        judged = scores  # (B,) what the trust rule and the thinking term read
+        if args.thinking_reward_length_neutral:
+            lengths = torch.tensor([len(ids) for ids in completion_ids_list], device=outcome.device).float()
+            judged = length_neutral_scores(scores, gather(lengths), num_generations)  # (B,)
         # (3,): judge calls, rows not sent to the judge, failed calls, summed over processes
         counts = gather(torch.stack([local_ask.sum(), (~local_ask).sum(), local_failed]).view(1, 3)).sum(dim=0)
         if mode == "train":
             self._check_judge_failures(int(counts[0].item()), int(counts[2].item()))
 
-        thinking, with_term = self._thinking_rewards(scores, ask_judge, active, num_generations)  # (B,), (num_groups,)
-        gamma = self._group_trust_weights(outcome, thinking, num_generations, mode, scores)  # (num_groups,)
+        thinking, with_term = self._thinking_rewards(judged, ask_judge, active, num_generations)  # (B,), (num_groups,)
+        gamma = self._group_trust_weights(outcome, thinking, num_generations, mode, judged)  # (num_groups,)
         # A failed call takes its group's mean score after gamma is set (gamma's means leave it out).
-        thinking = fill_failed_scores(thinking, scores, ask_judge & torch.isnan(scores), num_generations)  # (B,)
-        thinking_term = thinking  # (B,)
-        if args.trust_rule == "reliability_separate":
-            # norm(R_o) + w * alpha_t * norm(R_t): the columns arrive normalised per group, and with
-            # scale_rewards="none" (checked by the config) TRL only subtracts their group mean, which is already 0.
-            others = [j for j in range(rewards_per_func.shape[1]) if j != self._thinking_column]
-            rewards_per_func[:, others] = normalize_columns_jointly(
-                rewards_per_func[:, others], self.reward_weights[others], num_generations
-            )
-            thinking_term = group_normalize(thinking, num_generations)
-        rewards_per_func[:, self._thinking_column] = thinking_bonus(
-            thinking_term, gamma, alpha, num_generations, active
+        thinking = fill_failed_scores(thinking, judged, ask_judge & torch.isnan(scores), num_generations)  # (B,)
+        self._normalize_other_columns(rewards_per_func, num_generations)
+        rewards_per_func[:, self._thinking_column] = self._thinking_term(
+            thinking, outcome, gamma, alpha, num_generations, active
         )  # (B,)
 
         grouped = (outcome.view(-1, num_generations) >= args.correct_threshold).float().mean(dim=1)  # (num_groups,)
@@ -442,6 +460,42 @@ class TrustGRPOTrainer(
         self._log_completion_extra("thinking_reward_raw", scores[local].tolist())
         self._log_completion_extra("trust_gamma", gamma_rows[local].tolist())
         return rewards_per_func
+
+    def _normalize_other_columns(self, rewards_per_func: torch.Tensor, num_generations: int) -> None:
+        """Normalises the columns other than the thinking one in place, per group, where the trust rule or the aggregation
+        wants them normalised before the weighted thinking term is added: jointly for `reliability_separate` (TRL then
+        only subtracts their group mean, 0, under the config's scale_rewards="none"), each on its own for
+        normalize_then_sum (TRL then sums them with their weights and divides by the batch std)."""
+        others = [j for j in range(rewards_per_func.shape[1]) if j != self._thinking_column]
+        if self._columns_normalized_here:
+            for k in others:
+                rewards_per_func[:, k] = group_normalize(rewards_per_func[:, k], num_generations)
+        elif self.args.trust_rule == "reliability_separate":
+            rewards_per_func[:, others] = normalize_columns_jointly(
+                rewards_per_func[:, others], self.reward_weights[others], num_generations
+            )
+
+    def _thinking_term(
+        self,
+        thinking: torch.Tensor,
+        outcome: torch.Tensor,
+        gamma: torch.Tensor,
+        alpha: float,
+        num_generations: int,
+        active: torch.Tensor | None,
+    ) -> torch.Tensor:
+        """The thinking column, shape (B,): gamma * alpha_t * R_t, with R_t normalised per group first under
+        `reliability_separate` and normalize_then_sum, and 0 for wrong responses under `thinking_reward_gate="correct"`
+        (whose normalisation is then over the group's correct responses)."""
+        args: TrustGRPOConfig = self.args
+        gated = args.thinking_reward_gate == "correct"
+        term = gate_to_correct(thinking, outcome, args.correct_threshold) if gated else thinking  # (B,)
+        if args.trust_rule == "reliability_separate" or self._columns_normalized_here:
+            term = group_normalize(term, num_generations)
+        bonus = thinking_bonus(term, gamma, alpha, num_generations, active)  # (B,)
+        if gated:
+            bonus = torch.where(outcome >= args.correct_threshold, bonus, torch.zeros_like(bonus))
+        return bonus
 
     @staticmethod
     def _thinking_rewards(

@@ -92,6 +92,12 @@ def trust_grpo_settings(args: Any, total_steps: int | None = None) -> list[tuple
         ("trust_weighting", str(args.trust_weighting), "scale each group's thinking reward by gamma"),
         ("correct_threshold", str(args.correct_threshold), "outcome reward at or above which a response is correct"),
         ("thinking_reward_preset", args.thinking_reward_preset, "`paper` or `official` (the released code's rules)"),
+        ("thinking_reward_gate", args.thinking_reward_gate, "`correct`: thinking reward for correct responses only"),
+        (
+            "thinking_reward_length_neutral",
+            str(args.thinking_reward_length_neutral),
+            "judge scores less their in-group line in the response length",
+        ),
         ("num_generations", str(args.num_generations), "G, responses per prompt"),
         ("beta", str(args.beta), "KL coefficient (k3 estimator against the reference model)"),
         ("loss_type", args.loss_type, "GRPO loss normalisation"),

@@ -24,6 +24,16 @@ everywhere (`TrustGRPOConfig.trust_rule`):
                            A_i = norm(o)_i + w * alpha_t * norm(t)_i, so w and alpha_t stay real weights in uniform
                            groups (with GRPO's std scaling of the sum, a uniform group's thinking term is rescaled to
                            unit size whatever its weight).
+
+Two counters to a judge that can be gamed (it likes long reasoning or a phrase, whatever the answer), each composable
+with every rule and the annealing (`TrustGRPOConfig.thinking_reward_gate`, `thinking_reward_length_neutral`):
+
+    gate "correct"         the thinking reward counts only for correct responses (Posterior-GRPO):
+                           R_i = o_i + 1[correct_i] * gamma * alpha_t * t_i; a rule that normalises the thinking rewards
+                           per group normalises them over the group's correct responses (`gate_to_correct`).
+    length-neutral         within each group, the part of the judge's scores that a straight line in the response
+                           length explains is removed: t_i - b * (L_i - mean L), b the least-squares slope
+                           (`length_neutral_scores`).
 """
 
 from __future__ import annotations
@@ -41,6 +51,7 @@ OFFICIAL_UNIFORM_LOW = 0.1
 
 ANNEALING_SCHEDULES = ("exp", "none")
 TRUST_RULES = ("paper", "reliability", "reliability_separate")
+THINKING_REWARD_GATES = ("none", "correct")
 NORM_EPS = 1e-4  # the epsilon TRL 1.16 adds to the group std
 
 
@@ -201,6 +212,61 @@ def fill_failed_scores(
     mean = torch.nan_to_num(s, nan=0.0).sum(dim=1, keepdim=True) / n.clamp(min=1)  # (num_groups, 1), 0 without scores
     fill = mean.expand_as(s).reshape(-1).float()  # (B,)
     return torch.where(failed.view(-1), fill, thinking.float())
+
+
+def gate_to_correct(thinking: torch.Tensor, outcome: torch.Tensor, correct_threshold: float = 0.5) -> torch.Tensor:
+    """Posterior gating: the thinking rewards of correct responses, NaN for the others (outcome < threshold or NaN).
+
+    NaN leaves a wrong response out of a later per-group normalisation ([`group_normalize`]), so that the judge orders
+    the correct responses among themselves; the caller gives the gated rows a thinking term of 0.
+
+    Example:
+        >>> gate_to_correct(torch.tensor([0.9, 0.2, 0.7]), torch.tensor([0.0, 1.0, 1.0]))
+        tensor([   nan, 0.2000, 0.7000])
+    """
+    correct = outcome.float() >= correct_threshold  # (B,), False for a NaN outcome
+    return torch.where(correct, thinking.float(), torch.full_like(thinking.float(), torch.nan))
+
+
+def length_neutral_scores(scores: torch.Tensor, lengths: torch.Tensor, num_generations: int) -> torch.Tensor:
+    """The judge's scores without the part a straight line in the response length explains, within each group.
+
+    Over the rows of a group that have a score (not NaN), with L the response lengths and b = cov(t, L) / var(L) the
+    least-squares slope of score on length, each score becomes t_i - b * (L_i - mean L): the residual plus the group's
+    mean score, so the group's mean is kept and only the length-linked spread goes. A group with fewer than two scores
+    or one length keeps its scores. With two scored rows of different lengths the line fits them exactly: both get the
+    mean, and the judge says nothing in that group.
+
+    Args:
+        scores (`torch.Tensor`):
+            The judge's scores, shape (B,), NaN where there is none (kept NaN).
+        lengths (`torch.Tensor`):
+            Response lengths (tokens), shape (B,).
+        num_generations (`int`):
+            Completions per prompt, G.
+
+    Returns:
+        `torch.Tensor`: shape (B,).
+
+    Example:
+        >>> scores = torch.tensor([0.1, 0.3, 0.3, 0.5])
+        >>> lengths = torch.tensor([10.0, 20.0, 30.0, 40.0])
+        >>> length_neutral_scores(scores, lengths, num_generations=4)  # slope 6 / 500 = 0.012 per token, mean 0.3
+        tensor([0.2800, 0.3600, 0.2400, 0.3200])
+    """
+    # In float64: a group whose scores are already free of length keeps them exactly.
+    t = _grouped(scores.double(), num_generations, "scores")  # (num_groups, G)
+    length = _grouped(lengths.double(), num_generations, "lengths")  # (num_groups, G)
+    given = ~torch.isnan(t)
+    n = given.sum(dim=1, keepdim=True).clamp(min=1)  # (num_groups, 1)
+    t0 = torch.nan_to_num(t, nan=0.0)
+    mean_t = t0.sum(dim=1, keepdim=True) / n
+    mean_l = (length * given).sum(dim=1, keepdim=True) / n
+    dl = (length - mean_l) * given  # (num_groups, G), 0 off the scored rows
+    var_l = (dl**2).sum(dim=1, keepdim=True)
+    slope = (dl * (t0 - mean_t)).sum(dim=1, keepdim=True) / torch.where(var_l > 0, var_l, torch.ones_like(var_l))
+    slope = torch.where(var_l > 0, slope, torch.zeros_like(slope))  # (num_groups, 1)
+    return (t - slope * dl).view(-1).float()
 
 
 def ranking_pairs(

@@ -8,7 +8,9 @@ from hypothesis import strategies as st
 from sophia_trl.trust import (
     annealed_alpha,
     fill_failed_scores,
+    gate_to_correct,
     group_normalize,
+    length_neutral_scores,
     normalize_columns_jointly,
     official_preset_masks,
     ranking_pairs,
@@ -297,3 +299,56 @@ def test_fill_failed_scores_puts_a_failure_at_its_groups_mean_term(case):
         for values in (filled[rows], normalized[rows]):  # a failed row's term is the scored rows' mean term
             want = values[given_rows].mean().expand(int(failed[rows].sum()))
             torch.testing.assert_close(values[~given_rows], want, atol=1e-4, rtol=1e-4)
+
+
+def test_gate_to_correct_hand_worked():
+    outcome = torch.tensor([1.0, 0.5, 0.49, 0.0, nan])
+    thinking = torch.tensor([0.2, 0.4, 0.9, 0.7, 0.8])
+    got = gate_to_correct(thinking, outcome, correct_threshold=0.5)  # 0.5 is correct, 0.49 and NaN are not
+    torch.testing.assert_close(got, torch.tensor([0.2, 0.4, nan, nan, nan]), equal_nan=True)
+
+
+@pytest.mark.parametrize(
+    "scores, lengths, G, expected",
+    [
+        # slope cov / var = 6 / 500 = 0.012 per token around the mean length 25; the mean 0.3 is kept
+        ([0.1, 0.3, 0.3, 0.5], [10, 20, 30, 40], 4, [0.28, 0.36, 0.24, 0.32]),
+        # scores that are a line in the length: all of it goes, every row gets the mean
+        ([0.1, 0.2, 0.3, 0.4], [10, 20, 30, 40], 4, [0.25, 0.25, 0.25, 0.25]),
+        # one length: nothing to remove
+        ([0.1, 0.9, 0.5, 0.3], [12, 12, 12, 12], 4, [0.1, 0.9, 0.5, 0.3]),
+        # NaN rows are left out of the line and stay NaN: over rows 0, 1, 3 (lengths 10, 20, 30, scores 0.2, 0.6,
+        # 0.4), slope 0.2 * 10 / 200 = 0.01, mean 0.4
+        ([0.2, 0.6, nan, 0.4], [10, 20, 99, 30], 4, [0.3, 0.6, nan, 0.3]),
+        # two scored rows of different lengths: the line fits them, both get the mean; a group of one is kept
+        ([0.2, 0.8, 0.7, nan], [5, 9, 3, 4], 2, [0.5, 0.5, 0.7, nan]),
+    ],
+)
+def test_length_neutral_scores_hand_worked(scores, lengths, G, expected):
+    got = length_neutral_scores(torch.tensor(scores), torch.tensor(lengths, dtype=torch.float32), G)
+    torch.testing.assert_close(got, torch.tensor(expected), equal_nan=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    case=st.integers(2, 8).flatmap(
+        lambda G: st.tuples(
+            st.just(G),
+            st.lists(st.one_of(st.none(), st.floats(0, 1)), min_size=G, max_size=G),
+            st.lists(st.integers(1, 200), min_size=G, max_size=G),
+        )
+    )
+)
+def test_length_neutral_scores_properties(case):
+    """The result keeps each group's mean score and is uncorrelated with the length over the scored rows."""
+    G, scores, lengths = case
+    t = torch.tensor([nan if s is None else s for s in scores], dtype=torch.float64)
+    length = torch.tensor(lengths, dtype=torch.float64)
+    got = length_neutral_scores(t, length, G).double()
+    given_rows = ~torch.isnan(t)
+    assert torch.equal(torch.isnan(got), ~given_rows)
+    if given_rows.sum() >= 1:
+        assert got[given_rows].mean().item() == pytest.approx(t[given_rows].mean().item(), abs=1e-6)
+    if given_rows.sum() >= 2:
+        dl = length[given_rows] - length[given_rows].mean()
+        assert (dl * (got[given_rows] - got[given_rows].mean())).sum().item() == pytest.approx(0.0, abs=1e-3)

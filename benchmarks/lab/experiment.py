@@ -60,6 +60,13 @@ ARMS: dict[str, dict | None] = {
         "trust_rule": "reliability_separate",
         "scale_rewards": "none",
     },
+    # trust_grpo with one counter to a judge that can be gamed (see sophia_trl.trust and docs/trust_rules.md)
+    "posterior_gate": {"trust_weighting": True, "thinking_reward_annealing": "exp", "thinking_reward_gate": "correct"},
+    "length_neutral": {
+        "trust_weighting": True,
+        "thinking_reward_annealing": "exp",
+        "thinking_reward_length_neutral": True,
+    },
 }
 # Share of each reasoning style in the SFT data: flawed styles are common enough that GRPO has something to choose.
 # The same for every text task: the sparse task is harder, not rarer in sound responses.
@@ -291,8 +298,9 @@ def sample_and_grade(model, tokenizer, problems: list, max_new_tokens: int, seed
     The sampling seed is fixed and the caller's RNG state is restored, so evaluating does not change training.
 
     Returns:
-        `dict[str, float]`: `accuracy`, `sound` (fraction with sound reasoning), `style/<name>` fractions, and
-        `accuracy/<name>` (accuracy among completions of that style, NaN when there are none).
+        `dict[str, float]`: `accuracy`, `sound` (fraction with sound reasoning), `length` (mean completion tokens),
+        `style/<name>` fractions, and `accuracy/<name>` (accuracy among completions of that style, NaN when there are
+        none).
     """
     state = torch.get_rng_state()
     torch.manual_seed(seed)
@@ -316,13 +324,15 @@ def sample_and_grade(model, tokenizer, problems: list, max_new_tokens: int, seed
 
 
 def grade(problems: list, texts: list[str]) -> dict[str, float]:
-    """Accuracy, sound-reasoning fraction and per-style fractions and accuracies of completions to `problems`."""
+    """Accuracy, sound-reasoning fraction, mean length (tokens of the word-level vocabulary, EOS left out) and per-style
+    fractions and accuracies of completions to `problems`."""
     judgements = [read_response(p, t) for p, t in zip(problems, texts)]
     n = len(judgements)
     styles = Counter(j.style for j in judgements)
     result = {
         "accuracy": sum(j.answer_correct for j in judgements) / n,
         "sound": styles["sound"] / n,
+        "length": statistics.fmean(len(t.split()) for t in texts),
     }
     for style in STYLES:
         result[f"style/{style}"] = styles[style] / n
@@ -609,12 +619,10 @@ def mean_sd(values: list[float]) -> tuple[float, float]:
 
 
 def _metrics(results: list[dict]) -> tuple[str, ...]:
-    """The held-out metrics the lab compares: accuracy and sound fraction, and the reasoning score where measured."""
-    return (
-        ("accuracy", "sound", "reasoning")
-        if results and "reasoning" in results[0]["curve"][0]
-        else ("accuracy", "sound")
-    )
+    """The held-out metrics the lab compares: accuracy and sound fraction, and the reasoning score and the mean length
+    where every run measured them (runs saved before the length was measured have none)."""
+    optional = [key for key in ("reasoning", "length") if results and all(key in r["curve"][0] for r in results)]
+    return ("accuracy", "sound", *optional)
 
 
 def summarise(results: list[dict], per_sft_init: bool = False) -> list[dict]:
@@ -693,7 +701,7 @@ def _fmt_paired(diff: tuple[float, float, int]) -> str:
     return f"{mean:+.3f} ± {se:.3f}{ratio}"
 
 
-METRIC_LABELS = {"accuracy": "accuracy", "sound": "sound", "reasoning": "reasoning score"}
+METRIC_LABELS = {"accuracy": "accuracy", "sound": "sound", "reasoning": "reasoning score", "length": "length"}
 
 
 def comparisons_table(results: list[dict]) -> str:
@@ -727,20 +735,18 @@ def _fmt(pair: tuple[float, float], digits: int = 2, signed: bool = False) -> st
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The summary as a markdown table (mean ± sd over runs); with a reasoning-score column where rows have one."""
+    """The summary as a markdown table (mean ± sd over runs); with reasoning-score and length columns where rows have
+    them."""
     per_init = bool(rows) and "sft_init" in rows[0]
-    reasoning = bool(rows) and "reasoning" in rows[0]
+    metrics = [m for m in ("accuracy", "sound", "reasoning", "length") if rows and m in rows[0]]
+    course = {"accuracy": "accuracy", "sound": "sound reasoning", "reasoning": "reasoning score", "length": "length"}
     columns = [
         *(["SFT init"] if per_init else []),
         "judge",
         "arm",
         "runs",
-        "accuracy (start -> end)",
-        "sound reasoning (start -> end)",
-        *(["reasoning score (start -> end)"] if reasoning else []),
-        "accuracy vs GRPO",
-        "sound vs GRPO",
-        *(["reasoning score vs GRPO"] if reasoning else []),
+        *(f"{course[m]} (start -> end)" for m in metrics),
+        *(f"{METRIC_LABELS[m]} vs GRPO" for m in metrics),
         "mixed groups",
         "gamma in mixed groups",
         "uniform groups moved by the judge",
@@ -748,7 +754,6 @@ def markdown_table(rows: list[dict]) -> str:
     ]
     lines = ["| " + " | ".join(columns) + " |", "|---" * len(columns) + "|"]
     for r in rows:
-        metrics = ("accuracy", "sound", "reasoning") if reasoning else ("accuracy", "sound")
         cells = [
             *([str(r["sft_init"])] if per_init else []),
             r["judge"],
@@ -797,6 +802,7 @@ CURVE_LABELS = {
     "accuracy": "held-out accuracy (sampled)",
     "sound": "sound-reasoning fraction",
     "reasoning": "mean reasoning score",
+    "length": "mean response length (tokens)",
 }
 
 

@@ -59,6 +59,17 @@ CASES = {
     "overlapped": (dict(thinking_reward_T=2, max_steps=2), 16, "server"),
     "official": (dict(thinking_reward_preset="official", max_steps=2), 12, "server"),
     "scale_batch": (dict(scale_rewards="batch", max_steps=2), 16, "table"),
+    # The counters to a gamed judge on a split group: the lengths are gathered, GDPO's columns normalised after it.
+    "gamed_counters": (
+        dict(
+            thinking_reward_gate="correct",
+            thinking_reward_length_neutral=True,
+            multi_objective_aggregation="normalize_then_sum",
+            max_steps=2,
+        ),
+        12,
+        "table",
+    ),
     "judge_error": (dict(max_steps=1), 16, "rank1_raises"),
     "judge_error_at_send": (dict(max_steps=1), 16, "rank1_raises_at_send"),
 }

@@ -1,7 +1,8 @@
 """Every launch layout gives the same rewards: 1 process x batch 16 against 2 processes x batch 8 (torchrun, gloo, CPU),
 with a group split across the processes, gradient accumulation with steps_per_generation and num_iterations > 1, the
-overlapped judge path, the official preset with failed judge calls and scale_rewards="batch"; and a judge error on one
-process stops every process with that error.
+overlapped judge path, the official preset with failed judge calls, scale_rewards="batch" and the counters to a gamed
+judge (gate, length-neutral scores, normalize_then_sum) on a split group; and a judge error on one process stops every
+process with that error.
 
 The runs are those of `layouts.py` (one launch per layout, every case in it). The advantages and metrics are compared
 between layouts and between cases, not against a formula: they hold whatever the rule for failed judge calls is.
@@ -14,7 +15,15 @@ from pathlib import Path
 import pytest
 
 SCRIPT = Path(__file__).with_name("layouts.py")
-LAYOUT_CASES = ["whole_groups", "split_group", "accumulation", "overlapped", "official", "scale_batch"]
+LAYOUT_CASES = [
+    "whole_groups",
+    "split_group",
+    "accumulation",
+    "overlapped",
+    "official",
+    "scale_batch",
+    "gamed_counters",
+]
 
 pytestmark = pytest.mark.distributed
 

@@ -91,32 +91,44 @@ def eval_dataset() -> Dataset:
     )
 
 
+EVAL_EVERY_STEP = dict(
+    reward_weights=[1.0, LENGTH_WEIGHT], eval_strategy="steps", eval_steps=1, per_device_eval_batch_size=8
+)
+
+
+def train_with_evaluation(judge, tiny_vlm_dir, args, train_dataset) -> EvalRecordingTrainer:
+    """Trains the tiny run with the outcome and length rewards, evaluating after every step; returns the trainer."""
+    trainer = EvalRecordingTrainer(
+        model=str(tiny_vlm_dir),
+        reward_funcs=[outcome_reward, length_reward],
+        thinking_judge=judge,
+        args=args,
+        train_dataset=train_dataset,
+        eval_dataset=eval_dataset(),
+    )
+    judge.trainer = trainer
+    trainer.train()
+    return trainer
+
+
 @pytest.mark.parametrize("overlapped", [False, True])
 @pytest.mark.parametrize("on_eval", [False, True])
 def test_eval_batches_use_the_judge_only_when_asked(
     tiny_vlm_dir, tmp_path, tiny_grpo_config, tiny_grpo_dataset, on_eval, overlapped
 ):
     judge = OverlappedModeRecordingJudge() if overlapped else ModeRecordingJudge()
-    args = tiny_grpo_config(
-        tmp_path,
-        reward_weights=[1.0, LENGTH_WEIGHT],
-        thinking_reward_annealing="none",  # alpha = 0.3 at every step, train and eval
-        trust_weighting=False,  # gamma = 1: the thinking term is alpha * judge score
-        thinking_reward_on_eval=on_eval,
-        eval_strategy="steps",
-        eval_steps=1,
-        per_device_eval_batch_size=8,
+    trainer = train_with_evaluation(
+        judge,
+        tiny_vlm_dir,
+        tiny_grpo_config(
+            tmp_path,
+            thinking_reward_annealing="none",  # alpha = 0.3 at every step, train and eval
+            trust_weighting=False,  # gamma = 1: the thinking term is alpha * judge score
+            thinking_reward_on_eval=on_eval,
+            **EVAL_EVERY_STEP,
+        ),
+        tiny_grpo_dataset,
     )
-    trainer = EvalRecordingTrainer(
-        model=str(tiny_vlm_dir),
-        reward_funcs=[outcome_reward, length_reward],
-        thinking_judge=judge,
-        args=args,
-        train_dataset=tiny_grpo_dataset,
-        eval_dataset=eval_dataset(),
-    )
-    judge.trainer = trainer
-    trainer.train()
 
     assert trainer.eval_records, "no evaluation batch ran: the test would not check evaluation"
     assert judge.modes.count("train") == 2 * 2 * G  # training asks the judge about every completion either way
@@ -133,3 +145,32 @@ def test_eval_batches_use_the_judge_only_when_asked(
         # The thinking column adds nothing without the judge; the judge's metrics are logged only when it is asked.
         assert (entry["eval_rewards/thinking_reward/mean"] > 0) == on_eval
         assert ("eval_trust/judge_calls" in entry) == on_eval
+
+
+def test_eval_batches_without_the_judge_under_normalize_then_sum(
+    tiny_vlm_dir, tmp_path, tiny_grpo_config, tiny_grpo_dataset
+):
+    """GDPO without the judge on evaluation batches: norm(R_o) + 0.5 * norm(R_len) per group, normalised over the batch,
+    as TRL's own normalize_then_sum gives (the trainer hands TRL the columns normalised)."""
+    args = tiny_grpo_config(
+        tmp_path, multi_objective_aggregation="normalize_then_sum", thinking_reward_on_eval=False, **EVAL_EVERY_STEP
+    )
+    trainer = train_with_evaluation(ModeRecordingJudge(), tiny_vlm_dir, args, tiny_grpo_dataset)
+
+    assert trainer.eval_records, "no evaluation batch ran: the test would not check evaluation"
+    for texts, advantages in trainer.eval_records:
+        outcome = [outcome_of(t) for t in texts]
+        length = [length_of(t) for t in texts]
+        sums = [
+            o + LENGTH_WEIGHT * n
+            for g in range(0, len(texts), G)
+            for o, n in zip(column_normalized(outcome[g : g + G]), column_normalized(length[g : g + G]))
+        ]
+        mean, std = statistics.fmean(sums), statistics.stdev(sums)
+        expected = torch.tensor([(s - mean) / (std + 1e-4) for s in sums])
+        torch.testing.assert_close(advantages, expected, atol=1e-4, rtol=1e-4)
+
+
+def column_normalized(values: list[float]) -> list[float]:
+    mean, std = statistics.fmean(values), statistics.stdev(values)
+    return [(v - mean) / (std + 1e-4) for v in values]

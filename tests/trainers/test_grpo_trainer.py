@@ -173,10 +173,21 @@ def test_config_rejects_bad_values(tmp_path):
         TrustGRPOConfig(output_dir=str(tmp_path), thinking_reward_preset="released", use_cpu=True, bf16=False)
     with pytest.raises(ValueError, match="thinking_reward_T"):
         TrustGRPOConfig(output_dir=str(tmp_path), thinking_reward_T=0, use_cpu=True, bf16=False)
-    with pytest.raises(ValueError, match="sum_then_normalize"):
+    with pytest.raises(ValueError, match="thinking_reward_gate"):
+        TrustGRPOConfig(output_dir=str(tmp_path), thinking_reward_gate="right", use_cpu=True, bf16=False)
+    with pytest.raises(ValueError, match="trust_rule='reliability'"):
         TrustGRPOConfig(
-            output_dir=str(tmp_path), multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False
+            output_dir=str(tmp_path),
+            multi_objective_aggregation="normalize_then_sum",
+            trust_rule="reliability_separate",
+            scale_rewards="none",
+            use_cpu=True,
+            bf16=False,
         )
+    # GDPO's aggregation is accepted: the trainer applies gamma and alpha_t after the thinking column's normalisation
+    TrustGRPOConfig(
+        output_dir=str(tmp_path), multi_objective_aggregation="normalize_then_sum", use_cpu=True, bf16=False
+    )
 
 
 def test_annealing_continues_after_resume(make_trainer, tmp_path):

@@ -96,6 +96,23 @@ def test_misleading_judge_by_hand():
     assert judge_score("misleading", PROBLEM, FILLER_WRONG) == 0.8  # q = 0, wrong
 
 
+@pytest.mark.parametrize(
+    "response, score",
+    [
+        (SOUND, 0.5),  # 17 reasoning tokens: 0.5 * 17/30 + 0.2 * 1.0 = 0.483
+        (SOUND.replace(" </think>", " ok so </think>"), 0.7),  # 19 tokens, filler, now unsound (q 0.3): 0.677
+        (FILLER_RIGHT, 0.4),  # 4 tokens, filler, q 0.3: 0.067 + 0.3 + 0.06 = 0.427
+        (CARRIED_LAST, 0.4),  # 17 tokens, q 0.5: 0.283 + 0.1 = 0.383
+        ("<think>" + " ok" * 35 + " </think> <answer> 13 </answer>", 0.9),  # full length, filler, q 0.3: 0.86
+        (MALFORMED, 0.0),  # no reasoning to read
+    ],
+)
+def test_gamed_judge_by_hand(response, score):
+    """Length and a filler word raise the gamed judge's score above sound reasoning's; soundness counts 0.2."""
+    assert judge_score("gamed", PROBLEM, response) == score
+    assert LabJudge("gamed").score([PROBLEM.prompt], [response]) == [score]
+
+
 def test_lab_judge_goes_through_the_judge_interface():
     judge = LabJudge("adversarial")
     scores = judge.score([PROBLEM.prompt] * 3, [SOUND, SLIP, FILLER_RIGHT])
@@ -370,15 +387,24 @@ def test_paired_differences_by_hand():
     )
 
 
-@pytest.mark.parametrize("arm", ["reliability", "reliability_separate"])
-def test_run_arm_smoke_with_a_reliability_rule(tmp_path, arm):
+@pytest.mark.parametrize(
+    "arm, judge",
+    [
+        ("reliability", "reliable"),
+        ("reliability_separate", "reliable"),
+        ("posterior_gate", "gamed"),
+        ("length_neutral", "gamed"),
+    ],
+)
+def test_run_arm_smoke_with_a_rule_or_counter(tmp_path, arm, judge):
     tokenizer = build_tokenizer(TASKS["sparse"].max_number)
     build_policy(tokenizer, seed=0).save_pretrained(tmp_path / "policy")
     tokenizer.save_pretrained(tmp_path / "policy")
     config = LabConfig(grpo_steps=2, eval_every=2, eval_prompts=8, prompts_per_step=2, task="sparse")
-    spec = RunSpec(arm, "reliable", 0, 0, str(tmp_path / "policy"), str(tmp_path / "run"), config)
+    spec = RunSpec(arm, judge, 0, 0, str(tmp_path / "policy"), str(tmp_path / "run"), config)
     result = run_arm(spec)
     assert [p["step"] for p in result["curve"]] == [0, 2]
+    assert all(p["length"] > 0 for p in result["curve"])  # mean completion tokens, measured for every arm
     for d in result["diagnostics"]:  # the raw outcome decides mixed groups, not the (possibly normalised) column
         assert d["mixed_frac"] in (0.0, 0.5, 1.0)
 
