@@ -9,6 +9,8 @@ from datasets import Dataset, DatasetDict
 from PIL import Image
 from recipe_helpers import RECIPES, import_recipe, load_yaml, parse_recipe
 
+from sophia_trl.judges.carried_prompt import save_judge_prompt
+
 GRPO_CONVERTER = "python data_prep/sophiavl_130k.py --input_dir {} --output_dir data/sophiavl-130k"
 JUDGE_CONVERTER = "python data_prep/thinking_156k.py --input_dir {} --output_dir data/thinking-156k"
 
@@ -39,6 +41,7 @@ def recipe_without_models(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     for folder in ("outputs/demo/policy", "outputs/demo/judge", "outputs/demo/judge-base"):
         (tmp_path / folder).mkdir(parents=True)
+    save_judge_prompt(None, tmp_path / "outputs/demo/judge")  # a judge this project trained carries its prompt
 
     def no_loading(*args, **kwargs):
         raise AssertionError("a model, processor or judge was loaded before the data was checked")
