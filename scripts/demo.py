@@ -323,7 +323,7 @@ def write_report(out: Path, args: argparse.Namespace, timings: dict[str, float],
     lines = [
         "# sophia-trl demo report",
         "",
-        f"Tiny models on the CPU; {args.judge_type} judge; {args.grpo_steps} Trust-GRPO steps.",
+        f"Tiny models on the CPU; {args.judge_type} judge; {state.get('max_steps', args.grpo_steps)} Trust-GRPO steps.",
         "",
         "## Thinking reward model (stage 1), held-out judge data",
         "",
