@@ -7,12 +7,12 @@ Step 3 - warm-start the policy with SFT on responses in the `<think>...</think><
          it writes answers the outcome reward can check (the paper starts from an instruction-tuned model).
 Step 4 - stage 1: train the thinking reward model (`recipes/thinking_reward.py`).
 Step 5 - stage 2: Trust-GRPO with that judge (`recipes/grpo.py`), on questions where the tiny policy is sometimes
-         right and sometimes wrong (multiple choice and colour/shape questions mixed in), so
-         that groups are mixed and the trust weight has something to measure (2 prompts x 16 completions per step,
-         256 completion tokens).
+         right and sometimes wrong (multiple-choice and colour/shape questions), so that groups are mixed and the
+         trust weight has something to measure (2 prompts x 16 completions per step, 256 completion tokens).
 Step 6 - report: the judge's ranking of responses to the same held-out question (what GRPO uses) and its error, the
          trust weight per step (mixed groups, gamma where the judge disagrees with the outcome), what the thinking
-         reward added, and the policy's reward before and after stage 2.
+         reward added, and the policy's held-out reward before and after stage 2 with a paired bootstrap interval of
+         the change; figures beside the report (training curves, the judge's calibration).
 
 Every stage runs as its own command, exactly as a user would run it; the report is written to OUTPUT_DIR/report.md.
 """
@@ -29,6 +29,7 @@ from pathlib import Path
 
 import torch
 from datasets import Dataset, DatasetDict, load_from_disk
+from demo_figures import change_line, plot_judge_calibration, plot_training_curves
 
 from sophia_trl.data.judge_rows import JUDGE_DATA_FEATURES
 from sophia_trl.rewards import PROBLEM_TYPES, format_reward, outcome_reward
@@ -39,15 +40,20 @@ from sophia_trl.tiny.scenes import make_synthetic_dataset, sample_problem
 ROOT = Path(__file__).resolve().parents[1]
 logger = logging.getLogger("demo")
 
-# Stage 2 draws these types in turn: the tiny policy answers about 4 % of all questions right, too few for a group of
-# completions to hold right and wrong answers; multiple-choice and colour/shape ("text") questions, where a sampled
-# answer is right about a quarter of the time, make most groups mixed, and the other types keep the task whole.
-GRPO_PROBLEM_TYPES = ["multiple choice", "text", "numerical", "multiple choice", "text", "free-form"]
-GRPO_NUM_GENERATIONS = 16  # G: at ~5 % right, a group of 16 holds a right answer about half the time (4 % of 8: 28 %)
+# The warm start draws these types in turn, twice as many multiple-choice and colour/shape ("text") questions as the
+# others: after it the policy writes a well-formed answer of the right kind (a letter, a colour, a shape) almost always.
+WARM_START_PROBLEM_TYPES = ["multiple choice", "text", "multiple choice", "text", "numerical", "free-form", "OCR"]
+WARM_START_ROWS = 1024
+# Stage 2 asks multiple-choice and colour/shape questions, where the warm-started policy is right about a fifth of the
+# time: most groups hold right and wrong answers, so the outcome reward and the trust weight have something to act on.
+GRPO_PROBLEM_TYPES = ["multiple choice", "text"]
+GRPO_NUM_GENERATIONS = 16
 GRPO_PROMPTS_PER_STEP = 2
 GRPO_MAX_COMPLETION_LENGTH = (
     256  # the warm-started policy writes ~125 tokens and often more: at 128 most answers are cut
 )
+TRAINING_FIGURE = "training_curves.png"
+JUDGE_FIGURE = "judge_calibration.png"
 
 
 def run(cmd: list[str], log_file: Path) -> None:
@@ -65,7 +71,7 @@ def warm_start_data(num_rows: int, seed: int, flawed_fraction: float) -> Dataset
     rows = []
     for i in range(num_rows):
         rng = random.Random(f"demo-warm-start/{seed}/{i}")
-        problem = sample_problem(rng, PROBLEM_TYPES[i % len(PROBLEM_TYPES)])
+        problem = sample_problem(rng, WARM_START_PROBLEM_TYPES[i % len(WARM_START_PROBLEM_TYPES)])
         flaw = rng.choice(FLAWS) if rng.random() < flawed_fraction else None
         response, _ = write_response(problem, rng, flaw)
         rows.append(policy_sft_row(problem, response))
@@ -85,34 +91,65 @@ def judge_test_groups(num_questions: int, seed: int) -> Dataset:
 
 
 @torch.no_grad()
-def sampled_rewards(model_dir: Path, dataset: Dataset, num_samples: int, max_new_tokens: int) -> dict[str, float]:
-    """Mean outcome and format rewards of sampled completions (temperature 1), as GRPO sees the policy."""
+def sampled_rewards(
+    model_dir: Path, dataset: Dataset, num_samples: int, max_new_tokens: int, prompts_per_batch: int = 16
+) -> dict[str, list[float]]:
+    """Per held-out prompt, the mean outcome and format rewards of its sampled completions (temperature 1), as GRPO
+    sees the policy."""
     from transformers import AutoModelForImageTextToText, AutoProcessor
     from trl.data_utils import prepare_multimodal_messages
 
     processor = AutoProcessor.from_pretrained(model_dir, padding_side="left")
     model = AutoModelForImageTextToText.from_pretrained(model_dir).eval()
     torch.manual_seed(0)
-    rows = [row for row in dataset for _ in range(num_samples)]
-    texts = [
-        processor.apply_chat_template(
-            prepare_multimodal_messages(row["prompt"], images=[row["image"]]),
-            add_generation_prompt=True,
-            tokenize=False,
-        )
-        for row in rows
-    ]
-    inputs = processor(text=texts, images=[[row["image"]] for row in rows], padding=True, return_tensors="pt")
-    out = model.generate(**inputs, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
-    decoded = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
-    completions = [[{"role": "assistant", "content": t}] for t in decoded]
-    outcomes = outcome_reward(
-        completions, solution=[r["solution"] for r in rows], problem_type=[r["problem_type"] for r in rows]
+    per_prompt = {"outcome_reward": [], "format_reward": []}
+    for start in range(0, len(dataset), prompts_per_batch):
+        rows = [row for row in dataset.select(range(start, min(start + prompts_per_batch, len(dataset))))]
+        rows = [row for row in rows for _ in range(num_samples)]
+        texts = [
+            processor.apply_chat_template(
+                prepare_multimodal_messages(row["prompt"], images=[row["image"]]),
+                add_generation_prompt=True,
+                tokenize=False,
+            )
+            for row in rows
+        ]
+        inputs = processor(text=texts, images=[[row["image"]] for row in rows], padding=True, return_tensors="pt")
+        out = model.generate(**inputs, do_sample=True, temperature=1.0, max_new_tokens=max_new_tokens)
+        decoded = processor.batch_decode(out[:, inputs["input_ids"].shape[1] :], skip_special_tokens=True)
+        completions = [[{"role": "assistant", "content": t}] for t in decoded]
+        rewards = {
+            "outcome_reward": outcome_reward(
+                completions, solution=[r["solution"] for r in rows], problem_type=[r["problem_type"] for r in rows]
+            ),
+            "format_reward": format_reward(completions),
+        }
+        for name, values in rewards.items():
+            per_prompt[name] += [
+                statistics.fmean(values[i : i + num_samples]) for i in range(0, len(values), num_samples)
+            ]
+    return per_prompt
+
+
+@torch.no_grad()
+def judge_calibration(judge_dir: Path, judge_type: str, dataset: Dataset, batch_size: int = 16) -> dict:
+    """The trained judge's score of each held-out judge row beside its label, and its pairwise ranking accuracy
+    (pairs of responses to the same question, as `evaluate_judge` counts them)."""
+    from sophia_trl.judges import ScalarJudge, TransformersJudge
+    from sophia_trl.judges.messages import judge_inputs
+    from sophia_trl.judges.metrics import pairwise_accuracy, question_group_id
+
+    judge = (TransformersJudge if judge_type == "generative" else ScalarJudge)(
+        str(judge_dir), batch_size=batch_size, device="cpu"
     )
-    return {
-        "outcome_reward": statistics.fmean(outcomes),
-        "format_reward": statistics.fmean(format_reward(completions)),
-    }
+    questions, responses, images = (list(column) for column in zip(*(judge_inputs(row) for row in dataset)))
+    scores = judge.score(questions, responses, images)
+    kept = [i for i, score in enumerate(scores) if score is not None]
+    scored = [float(scores[i]) for i in kept]
+    labels = [float(dataset[i]["score"]) for i in kept]
+    groups = [question_group_id(questions[i], images[i]) for i in kept]
+    accuracy, num_pairs = pairwise_accuracy(torch.tensor(scored), torch.tensor(labels), torch.tensor(groups))
+    return {"scores": scored, "labels": labels, "pairwise_accuracy": accuracy, "num_pairs": num_pairs}
 
 
 TRUST_COLUMNS = {
@@ -163,19 +200,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--output_dir", default="outputs/demo", help="Where every stage writes (YAML paths match).")
     parser.add_argument("--judge_type", choices=["generative", "scalar"], default="generative")
-    parser.add_argument("--grpo_steps", type=int, default=24, help="Trust-GRPO steps (stage 2).")
+    parser.add_argument("--grpo_steps", type=int, default=32, help="Trust-GRPO steps (stage 2).")
     parser.add_argument("--judge_steps", type=int, default=None, help="Judge training steps (default: the YAML's).")
-    parser.add_argument("--warm_start_steps", type=int, default=100, help="SFT steps of the policy warm start.")
-    parser.add_argument("--eval_prompts", type=int, default=16, help="Held-out prompts for the before/after report.")
+    parser.add_argument("--warm_start_steps", type=int, default=300, help="SFT steps of the policy warm start.")
+    parser.add_argument("--eval_prompts", type=int, default=48, help="Held-out prompts for the before/after report.")
+    parser.add_argument("--eval_samples", type=int, default=4, help="Sampled completions per held-out prompt.")
+    parser.add_argument(
+        "--report_only", action="store_true", help="Only write the report (step 6), from a finished demo's output_dir."
+    )
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     out = (ROOT / args.output_dir).resolve() if not Path(args.output_dir).is_absolute() else Path(args.output_dir)
     out.mkdir(parents=True, exist_ok=True)
-    logs = out / "logs"
-    logs.mkdir(exist_ok=True)
+    (out / "logs").mkdir(exist_ok=True)
     start = time.time()
     timings = {}
+    if not args.report_only:
+        run_stages(out, args, timings)
+    write_report(out, args, timings, start)
 
+
+def run_stages(out: Path, args: argparse.Namespace, timings: dict[str, float]) -> None:
+    """Steps 1-5, each stage's time in `timings`."""
+    start = time.time()
+    logs = out / "logs"
     logger.info("Step 1 - tiny policy and judge models")
     build_tiny_vlm(out / "policy-base", seed=0)
     build_tiny_vlm(out / "judge-base", seed=1)
@@ -184,7 +232,9 @@ def main() -> None:
     DatasetDict(
         {
             "train": make_synthetic_dataset(256, seed=0, problem_types=GRPO_PROBLEM_TYPES),
-            "test": make_synthetic_dataset(64, seed=0, start_index=256, problem_types=GRPO_PROBLEM_TYPES),
+            "test": make_synthetic_dataset(
+                max(64, args.eval_prompts), seed=0, start_index=256, problem_types=GRPO_PROBLEM_TYPES
+            ),
         }
     ).save_to_disk(out / "data" / "synthetic")
     DatasetDict({"train": make_thinking_dataset(512, seed=0), "test": judge_test_groups(16, seed=0)}).save_to_disk(
@@ -197,7 +247,7 @@ def main() -> None:
     warm_start_tiny_vlm(
         out / "policy-base",
         out / "policy",
-        warm_start_data(512, seed=0, flawed_fraction=0.3),
+        warm_start_data(WARM_START_ROWS, seed=0, flawed_fraction=0.3),
         seed=0,
         max_steps=args.warm_start_steps,
     )
@@ -243,13 +293,27 @@ def main() -> None:
     )
     timings["stage 2 (Trust-GRPO)"] = time.time() - t
 
+
+def write_report(out: Path, args: argparse.Namespace, timings: dict[str, float], start: float) -> None:
+    """Step 6: OUTPUT_DIR/report.md and the figures beside it."""
+    logs = out / "logs"
     t = time.time()
     logger.info("Step 6 - report")
     test = load_from_disk(out / "data" / "synthetic")["test"].select(range(args.eval_prompts))
-    before = sampled_rewards(out / "policy", test, num_samples=4, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
-    after = sampled_rewards(out / "trust-grpo", test, num_samples=4, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
+    samples = args.eval_samples
+    before = sampled_rewards(out / "policy", test, samples, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
+    after = sampled_rewards(out / "trust-grpo", test, samples, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
     judge_metrics = json.loads((out / "judge" / "judge_eval_results.json").read_text())
     state = json.loads((out / "trust-grpo" / "trainer_state.json").read_text())
+    calibration = judge_calibration(out / "judge", args.judge_type, load_from_disk(out / "data" / "thinking")["test"])
+    plot_training_curves(state["log_history"], out / TRAINING_FIGURE)
+    plot_judge_calibration(
+        calibration["scores"],
+        calibration["labels"],
+        calibration["pairwise_accuracy"],
+        calibration["num_pairs"],
+        out / JUDGE_FIGURE,
+    )
     trust = trust_summary(state["log_history"])
     per_step = trust_table(state["log_history"])
     counts = trust_counts(state["log_history"], GRPO_PROMPTS_PER_STEP)
@@ -259,7 +323,7 @@ def main() -> None:
     lines = [
         "# sophia-trl demo report",
         "",
-        f"Tiny models on the CPU; {args.judge_type} judge; {args.grpo_steps} Trust-GRPO steps.",
+        f"Tiny models on the CPU; {args.judge_type} judge; {state.get('max_steps', args.grpo_steps)} Trust-GRPO steps.",
         "",
         "## Thinking reward model (stage 1), held-out judge data",
         "",
@@ -285,11 +349,28 @@ def main() -> None:
         "",
         *[f"- {TRUST_COLUMNS.get(k, k)}: {v:.4f}" for k, v in trust.items()],
         "",
-        f"## Policy on {args.eval_prompts} held-out prompts, 4 sampled completions each",
+        f"![Training curves]({TRAINING_FIGURE})",
         "",
-        "| reward | before stage 2 | after stage 2 |",
-        "|---|---|---|",
-        *[f"| {k} | {before[k]:.3f} | {after[k]:.3f} |" for k in before],
+        f"## Policy on {args.eval_prompts} held-out prompts, {samples} sampled completions each",
+        "",
+        change_line("Held-out outcome reward", before["outcome_reward"], after["outcome_reward"]),
+        "",
+        change_line("Held-out format reward", before["format_reward"], after["format_reward"]),
+        "",
+        f"Each prompt's reward is the mean over its {samples} completions (temperature 1) from the warm-started policy",
+        "(before) and the Trust-GRPO policy (after); the interval is a paired bootstrap over the prompts (10,000",
+        "resamples of the prompts with replacement, each keeping its own before and after value; 2.5 % and 97.5 %",
+        "quantiles of the mean change).",
+        "",
+        "## Figures",
+        "",
+        f"- [{TRAINING_FIGURE}]({TRAINING_FIGURE}): outcome reward, thinking term, alpha_t, gamma and the fraction",
+        "  of mixed groups per stage-2 step (a step where no group got a thinking term logs no gamma: no point).",
+        f"- [{JUDGE_FIGURE}]({JUDGE_FIGURE}): the trained judge's score against the labelled score of each held-out",
+        f"  response, and its pairwise ranking accuracy ({calibration['pairwise_accuracy']:.3f} over",
+        f"  {calibration['num_pairs']} pairs).",
+        "",
+        f"![Judge calibration]({JUDGE_FIGURE})",
         "",
         "## Time (seconds)",
         "",
