@@ -269,13 +269,17 @@ def length_neutral_scores(scores: torch.Tensor, lengths: torch.Tensor, num_gener
     return (t - slope * dl).view(-1).float()
 
 
+# Two judge scores closer than this rank as equal (scores live in [0, 1]; a judge writes at most three decimals).
+RANKING_TIE = 1e-6
+
+
 def ranking_pairs(
     outcome: torch.Tensor, thinking: torch.Tensor, num_generations: int, correct_threshold: float = 0.5
 ) -> tuple[float, int]:
     """How the judge ranks right against wrong responses to the same prompt: the evidence for its AUC.
 
-    Every pair (right i, wrong j) of scored rows within one group counts 1 when t_i > t_j, 1/2 when t_i = t_j and 0
-    otherwise. Only mixed groups have pairs; rows with a NaN outcome or thinking reward are left out.
+    Every pair (right i, wrong j) of scored rows within one group counts 1 when t_i > t_j, 1/2 when t_i = t_j (within
+    `RANKING_TIE`) and 0 otherwise. Only mixed groups have pairs; rows with a NaN outcome or thinking reward are left out.
 
     Args:
         outcome (`torch.Tensor`):
@@ -304,7 +308,9 @@ def ranking_pairs(
     t0 = torch.nan_to_num(t, nan=0.0)
     diff = t0.unsqueeze(2) - t0.unsqueeze(1)  # (num_groups, G, G): t_i - t_j
     pairs = right.unsqueeze(2) & wrong.unsqueeze(1)  # (num_groups, G, G): i right, j wrong
-    score = (diff > 0).float() + 0.5 * (diff == 0).float()
+    # Scores within RANKING_TIE of each other tie: a length-neutral fit or a float32 round trip must not turn two equal
+    # judgements into a ranking.
+    score = (diff > RANKING_TIE).float() + 0.5 * (diff.abs() <= RANKING_TIE).float()
     return (score * pairs).sum().item(), int(pairs.sum().item())
 
 

@@ -154,7 +154,8 @@ def reference(case: dict) -> dict:
                 for sj, xj in zip(g["judged"], g["o"]):
                     if si is not None and sj is not None and xi >= thr > xj:
                         batch_pairs += 1
-                        batch_sum += 1.0 if si > sj else 0.5 if si == sj else 0.0
+                        # scores within 1e-6 tie: a length-neutral fit leaves equal judgements a rounding apart
+                        batch_sum += 0.5 if abs(si - sj) <= 1e-6 else 1.0 if si > sj else 0.0
         decay = case["decay"]
         state_sum, state_pairs = decay * case["state"][0] + batch_sum, decay * case["state"][1] + batch_pairs
         auc = state_sum / state_pairs if state_pairs > 0 else case["prior"]
