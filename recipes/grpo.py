@@ -32,7 +32,7 @@ from sophia_trl.configs import TrustGRPOConfig, TrustGRPOScriptArguments, check_
 from sophia_trl.data import apply_policy_prompt, check_images, load_train_test_splits
 from sophia_trl.grpo_trainer import TrustGRPOTrainer
 from sophia_trl.judges import load_thinking_judge
-from sophia_trl.judges.carried_prompt import resolve_judge_prompt
+from sophia_trl.judges.loading import judge_prompt_of
 from sophia_trl.judges.metrics import metrics_for_json
 from sophia_trl.judges.preflight import check_judge
 from sophia_trl.model_utils import check_local_paths, get_peft_config, load_processor, model_init_kwargs
@@ -100,12 +100,7 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
 
     # The judge's prompt is known before anything loads: a judge asked with another prompt than its own scores off its
     # training distribution, so an unknown one stops the run here (judge_prompt_template says how to choose one).
-    if script_args.judge_backend != "none":
-        resolve_judge_prompt(
-            script_args.judge_prompt_template,
-            script_args.judge_model_name_or_path,
-            served=script_args.judge_backend == "openai",
-        )
+    judge_prompt = judge_prompt_of(script_args)
 
     ################
     # Checkpoint
@@ -148,7 +143,7 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     ################
     # Thinking judge, checked before the policy loads: a run whose judge does not score would train plain GRPO
     ################
-    thinking_judge = load_thinking_judge(script_args)
+    thinking_judge = load_thinking_judge(script_args, judge_prompt)
     if thinking_judge is not None:
         check_judge(thinking_judge)
 

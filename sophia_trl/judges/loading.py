@@ -5,9 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from .base import ThinkingJudge
+from .template import JudgePrompt
 
 
-def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
+def judge_prompt_of(script_args: Any) -> JudgePrompt | None:
+    """The prompt the run's judge was trained with: `judge_prompt_template` when set, else the `judge_prompt.yaml` its
+    folder carries; `None` for `judge_backend="none"`. Raises `UnknownJudgePromptError` when it is not known."""
+    from .carried_prompt import resolve_judge_prompt
+
+    if script_args.judge_backend == "none":
+        return None
+    return resolve_judge_prompt(
+        script_args.judge_prompt_template,
+        script_args.judge_model_name_or_path,
+        served=script_args.judge_backend == "openai",
+    )
+
+
+def load_thinking_judge(script_args: Any, judge_prompt: JudgePrompt | None = None) -> ThinkingJudge | None:
     """
     Build the thinking judge named by `script_args.judge_backend`, with its prompt template checked first.
 
@@ -25,6 +40,9 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
             `judge_max_concurrency`, `judge_timeout`, `judge_max_retries`, `judge_max_images_per_row`,
             `judge_load_in_4bit`, `judge_load_in_8bit`, `judge_prompt_template`, `judge_readout` and
             `judge_share_prefix`.
+        judge_prompt ([`JudgePrompt`] or `None`, *optional*, defaults to `None`):
+            The judge's prompt when the caller has already resolved it with [`judge_prompt_of`] (as `recipes/grpo.py`
+            does before it loads the data); resolved here when `None`.
 
     Returns:
         [`~sophia_trl.judges.TransformersJudge`], [`~sophia_trl.judges.ScalarJudge`],
@@ -43,13 +61,12 @@ def load_thinking_judge(script_args: Any) -> ThinkingJudge | None:
     """
     from ..model_utils import judge_model_init_kwargs
     from . import OpenAIJudge, ScalarJudge, TransformersJudge, VLLMJudge
-    from .carried_prompt import resolve_judge_prompt
 
     backend, name = script_args.judge_backend, script_args.judge_model_name_or_path
     if backend == "none":
         return None
     # The prompt the judge was trained with (the template set, else the one its folder carries), before any model loads.
-    judge_prompt = resolve_judge_prompt(script_args.judge_prompt_template, name, served=backend == "openai")
+    judge_prompt = judge_prompt or judge_prompt_of(script_args)
     # In-process judges may load in 4-bit/8-bit (judge_load_in_4bit/8bit), to fit beside the policy on one GPU.
     init_kwargs = judge_model_init_kwargs(script_args.judge_load_in_4bit, script_args.judge_load_in_8bit)
     readout = {"readout": script_args.judge_readout} if script_args.judge_readout else {}  # else the backend's default

@@ -60,7 +60,7 @@ def test_overlap_setting_reaches_the_trainer(tmp_path, monkeypatch, flags, overl
     monkeypatch.setattr(
         grpo, "get_model", lambda *a, **k: type("M", (), {"config": type("C", (), {"model_type": "x"})})()
     )
-    monkeypatch.setattr(grpo, "load_thinking_judge", lambda script_args: None)
+    monkeypatch.setattr(grpo, "load_thinking_judge", lambda script_args, judge_prompt=None: None)
     monkeypatch.setattr(grpo, "check_images", lambda dataset, *a, **k: (dataset, 0))
     parser = TrlParser((TrustGRPOScriptArguments, TrustGRPOConfig, ModelConfig))
     script_args, training_args, model_args = parser.parse_args_and_config(
