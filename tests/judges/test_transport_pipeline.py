@@ -1,10 +1,16 @@
 """How `OpenAIChatClient` keeps its slots busy: a slot's next request goes out as soon as its reply is read, a request
-waiting to retry leaves its slot to the others."""
+waiting to retry leaves its slot to the others, and a group's shared image is hashed once."""
 
 import asyncio
 import json
 
-from sophia_trl.judges import OpenAIChatClient
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from PIL import Image
+
+from sophia_trl.judges import OpenAIChatClient, image_hash
+from sophia_trl.judges import base as judges_base
+from sophia_trl.judges.base import row_image_hashes
 
 
 class _WaveSession:
@@ -83,3 +89,21 @@ def test_a_request_waiting_to_retry_leaves_its_slot_to_the_others(loopback_serve
     first, retry = (i for i, text in enumerate(texts) if text == "[[flaky:1]] q")
     during_backoff = arrivals[first + 2 : retry]  # after the request that went out beside its first attempt
     assert len(during_backoff) == 5 and max(in_flight for _, in_flight in during_backoff) == 2
+
+
+_IMAGES = [Image.new("RGB", (8, 8), color) for color in ("red", "red", "blue")]  # two equal, one different
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.lists(st.one_of(st.none(), st.sampled_from(_IMAGES), st.lists(st.sampled_from(_IMAGES), max_size=3))))
+def test_row_image_hashes_equal_image_hash_of_each_row(rows):
+    assert row_image_hashes(rows) == [image_hash(row) for row in rows]
+
+
+def test_a_shared_image_is_hashed_once(monkeypatch):
+    calls = []
+    monkeypatch.setattr(judges_base, "image_hash", lambda images: calls.append(images) or "h")
+    group = Image.new("RGB", (8, 8), "red")
+    other = Image.new("RGB", (8, 8), "red")  # equal pixels, another object: hashed again (a hash decides equality)
+    assert row_image_hashes([group] * 8 + [other, [group, other], [group, other], None]) == ["h"] * 11 + ["h"]
+    assert calls == [group, other, [group, other], None]
