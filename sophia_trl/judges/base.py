@@ -54,6 +54,19 @@ def image_hash(images: RowImages) -> str | None:
     return digest.hexdigest()
 
 
+def row_image_hashes(images: Sequence[RowImages]) -> list[str | None]:
+    """[`image_hash`] of each row's images, computed once per distinct image object: a GRPO group's rows share their
+    prompt's image, and hashing a paper-scale image costs about as much as sending the judge request."""
+    hashes: dict[tuple[int, ...], str | None] = {}
+    result = []
+    for row_images in images:
+        ids = tuple(id(image) for image in image_list(row_images))
+        if ids not in hashes:
+            hashes[ids] = image_hash(row_images)
+        result.append(hashes[ids])
+    return result
+
+
 class ThinkingJudge:
     """Base class of the thinking judges: scores the reasoning of responses, with a cache of past judgements.
 
@@ -119,7 +132,7 @@ class ThinkingJudge:
                     f"Row {i}: question and response must be strings, got {type(q).__name__} and {type(r).__name__}."
                 )
 
-        keys = [(q, r, image_hash(img)) for q, r, img in zip(questions, responses, images)]
+        keys = [(q, r, h) for q, r, h in zip(questions, responses, row_image_hashes(images))]
         results: list[float | None] = [None] * n
         todo: dict[tuple[str, str, str | None], list[int]] = {}  # first occurrence order = request order
         with self._lock:

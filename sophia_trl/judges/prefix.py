@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from PIL import Image
 
-from .base import RowImages, image_hash, image_list
+from .base import RowImages, image_list, row_image_hashes
 from .messages import render_judge_texts
 
 # Tokens each response keeps outside the shared prefix: the expected readout reads the last three positions.
@@ -34,8 +34,8 @@ def supports_shared_prefix(model: Any) -> bool:
 def group_rows(questions: list[str], images: list[RowImages]) -> list[list[int]]:
     """Row indices grouped by (question, image content), in order of first appearance."""
     groups: dict[tuple[str, str | None], list[int]] = {}
-    for i, (question, image) in enumerate(zip(questions, images)):
-        groups.setdefault((question, image_hash(image)), []).append(i)
+    for i, (question, digest) in enumerate(zip(questions, row_image_hashes(images))):
+        groups.setdefault((question, digest), []).append(i)
     return list(groups.values())
 
 

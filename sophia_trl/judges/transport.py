@@ -16,7 +16,8 @@ import random
 import threading
 import time
 import weakref
-from dataclasses import dataclass
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 logger = logging.getLogger(__name__)
@@ -69,9 +70,10 @@ class _Replica:
     requests: int = 0
     failures: int = 0
     set_aside_until: float = 0.0
+    chat_url: str = field(init=False)
 
-    def chat_url(self) -> str:
-        return self.url.rstrip("/") + "/chat/completions"
+    def __post_init__(self) -> None:
+        self.chat_url = self.url.rstrip("/") + "/chat/completions"
 
 
 def _close_session(loop_thread: _EventLoopThread, session: Any) -> None:
@@ -181,6 +183,7 @@ class OpenAIChatClient:
         self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
         self._proxy: dict[str, Any] = {}  # `proxy` and `proxy_auth` of every request, from the environment
+        self._request_errors: tuple[type[BaseException], ...] = ()  # an attempt's failures (aiohttp's, when loaded)
         self._finalizer = weakref.finalize(self, _close_session, self._loop_thread, None)
 
     def __repr__(self) -> str:
@@ -204,7 +207,7 @@ class OpenAIChatClient:
             # per request. HTTP(S)_PROXY and NO_PROXY apply, as they do for httpx and the SDK, read once here: with
             # `trust_env=True` aiohttp reads them again in a worker thread for every request.
             try:
-                proxy, proxy_auth = get_env_proxy_for_url(URL(self._replicas[0].chat_url()))
+                proxy, proxy_auth = get_env_proxy_for_url(URL(self._replicas[0].chat_url))
                 self._proxy = {"proxy": proxy, "proxy_auth": proxy_auth}
             except LookupError:  # no proxy for this URL
                 self._proxy = {}
@@ -215,6 +218,7 @@ class OpenAIChatClient:
                 connector=aiohttp.TCPConnector(limit=self.max_concurrency),
             )
             self._slots = asyncio.Semaphore(self.max_concurrency)
+            self._request_errors = (aiohttp.ClientError, asyncio.TimeoutError, OSError)
             self._finalizer.detach()
             self._finalizer = weakref.finalize(self, _close_session, self._loop_thread, self._session)
         return self._session
@@ -358,10 +362,33 @@ class OpenAIChatClient:
         self._ensure_client()
         keys = keys if keys is not None else [None] * len(conversations)
         affinity: dict[Any, _Replica] = {}  # the replica each key's first request went to, in this batch
-        results = await asyncio.gather(
-            *(self._complete_one(m, fields, whole_choice, key, affinity) for m, key in zip(conversations, keys)),
-            return_exceptions=True,
-        )
+        results: list[Any] = [None] * len(conversations)
+        todo = iter(range(len(conversations)))  # shared by the workers: each takes the next request not yet sent
+        workers: list[asyncio.Future] = []
+
+        # One worker per slot, each sending its next request as soon as it has read a reply, rather than one task per
+        # request: a released slot would wake another task only after the loop has read every reply that arrived
+        # with it, so when replies come in waves (a server's batch) each wave's next requests would all wait for the
+        # last reply of the wave to be read.
+        async def work() -> None:
+            for i in todo:
+                try:
+                    results[i] = await self._complete_one(
+                        conversations[i], fields, whole_choice, keys[i], affinity, add_worker
+                    )
+                except Exception as err:  # raised after the whole batch, as asyncio.gather(return_exceptions=True)
+                    results[i] = err
+
+        def add_worker() -> None:
+            workers.append(asyncio.ensure_future(work()))
+
+        for _ in range(min(self.max_concurrency, len(conversations))):
+            add_worker()
+        num_awaited = 0
+        while num_awaited < len(workers):  # a request waiting to retry starts another worker (see `_complete_one`)
+            started = len(workers)
+            await asyncio.gather(*workers[num_awaited:])
+            num_awaited = started
         if len(self._replicas) > 1:
             logger.info("Judge replicas (requests, failures): %s", self.replica_counts())
         for result in results:
@@ -410,9 +437,9 @@ class OpenAIChatClient:
         whole_choice: bool = False,
         key: Any = None,
         affinity: dict[Any, _Replica] | None = None,
+        on_wait: Callable[[], None] | None = None,
     ) -> Any:
-        import aiohttp
-
+        """One request with its retries; `on_wait` is called before each backoff wait (outside the request's slot)."""
         payload: bytes | None = None
         error = ""
         attempt = 0  # failed attempts that count against max_retries
@@ -422,6 +449,8 @@ class OpenAIChatClient:
             if not first and not tried:
                 self.num_retries += 1
                 delay = min(self.max_backoff, self.backoff * 2 ** (attempt - 1))
+                if on_wait is not None:
+                    on_wait()
                 await asyncio.sleep(delay * (1.0 + 0.1 * random.random()))
             elif not first:
                 self.num_retries += 1  # sent again at once to another replica
@@ -433,7 +462,12 @@ class OpenAIChatClient:
                     payload = self._encode(messages, fields)
                 # Every replica set aside: the one whose back-off ends first (the retries bound the wait).
                 preferred = affinity.get(key) if affinity is not None and key is not None else None
-                replica = self._pick_replica(tried, preferred) or min(self._replicas, key=lambda r: r.set_aside_until)
+                if len(self._replicas) == 1:
+                    replica = self._replicas[0]
+                else:
+                    replica = self._pick_replica(tried, preferred) or min(
+                        self._replicas, key=lambda r: r.set_aside_until
+                    )
                 if affinity is not None and key is not None:
                     affinity[key] = replica
                 self.num_attempts += 1
@@ -441,11 +475,11 @@ class OpenAIChatClient:
                 replica.in_flight += 1
                 try:
                     # The session's timeout bounds the whole attempt: connecting, sending and reading the reply.
-                    async with self._session.post(replica.chat_url(), data=payload, **self._proxy) as response:
+                    async with self._session.post(replica.chat_url, data=payload, **self._proxy) as response:
                         status, body = response.status, await response.read()
                 # Timeouts, refused or dropped connections, malformed replies: a failed attempt, never an exception
                 # that would stop the caller.
-                except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as err:
+                except self._request_errors as err:
                     status, error = None, type(err).__name__
                 finally:
                     replica.in_flight -= 1
