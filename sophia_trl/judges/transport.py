@@ -20,6 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from .request_body import RequestBodyEncoder
+
 logger = logging.getLogger(__name__)
 
 
@@ -183,6 +185,7 @@ class OpenAIChatClient:
         self._session: Any = None
         self._slots: asyncio.Semaphore | None = None
         self._proxy: dict[str, Any] = {}  # `proxy` and `proxy_auth` of every request, from the environment
+        self._body_encoder = RequestBodyEncoder()  # a batch's image data URLs are JSON-encoded once
         self._request_errors: tuple[type[BaseException], ...] = ()  # an attempt's failures (aiohttp's, when loaded)
         self._finalizer = weakref.finalize(self, _close_session, self._loop_thread, None)
 
@@ -385,10 +388,13 @@ class OpenAIChatClient:
         for _ in range(min(self.max_concurrency, len(conversations))):
             add_worker()
         num_awaited = 0
-        while num_awaited < len(workers):  # a request waiting to retry starts another worker (see `_complete_one`)
-            started = len(workers)
-            await asyncio.gather(*workers[num_awaited:])
-            num_awaited = started
+        try:
+            while num_awaited < len(workers):  # a request waiting to retry starts another worker (`_complete_one`)
+                started = len(workers)
+                await asyncio.gather(*workers[num_awaited:])
+                num_awaited = started
+        finally:
+            self._body_encoder.clear()  # the batch's encoded image URLs
         if len(self._replicas) > 1:
             logger.info("Judge replicas (requests, failures): %s", self.replica_counts())
         for result in results:
@@ -428,7 +434,7 @@ class OpenAIChatClient:
             **self.request_kwargs,
             **(fields or {}),
         }
-        return json.dumps(body).encode()
+        return self._body_encoder.encode(body)
 
     async def _complete_one(
         self,

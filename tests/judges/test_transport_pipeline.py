@@ -80,12 +80,16 @@ def test_a_request_waiting_to_retry_leaves_its_slot_to_the_others(loopback_serve
     conversations = [[{"role": "user", "content": [{"type": "text", "text": "[[flaky:1]] q"}]}]] + [
         [{"role": "user", "content": [{"type": "text", "text": f"q{i} score=0.3"}]}] for i in range(6)
     ]
-    with OpenAIChatClient(server.url, "judge", max_concurrency=2, max_retries=1, backoff=1.0) as client:
+    # A backoff far longer than the 5 other requests take on 2 slots (0.6 s), so a loaded machine does not change the
+    # count below.
+    with OpenAIChatClient(
+        server.url, "judge", max_concurrency=2, max_retries=1, backoff=3.0, max_backoff=3.0
+    ) as client:
         replies = client.complete(conversations)
     assert replies == ["<answer>0.5</answer>"] + ["<answer>0.3</answer>"] * 6  # no score and no image: 0.5
     texts = [text for text, _ in arrivals]
     assert texts.count("[[flaky:1]] q") == 2 and client.num_retries == 1
-    # While the flaky request waits out its 1 s backoff, both slots keep serving the other requests.
+    # While the flaky request waits out its 3 s backoff, both slots keep serving the other requests.
     first, retry = (i for i, text in enumerate(texts) if text == "[[flaky:1]] q")
     during_backoff = arrivals[first + 2 : retry]  # after the request that went out beside its first attempt
     assert len(during_backoff) == 5 and max(in_flight for _, in_flight in during_backoff) == 2
