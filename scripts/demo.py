@@ -299,7 +299,14 @@ def write_report(out: Path, args: argparse.Namespace, timings: dict[str, float],
     logs = out / "logs"
     t = time.time()
     logger.info("Step 6 - report")
-    test = load_from_disk(out / "data" / "synthetic")["test"].select(range(args.eval_prompts))
+    test = load_from_disk(out / "data" / "synthetic")["test"]
+    if args.eval_prompts > len(test):
+        raise SystemExit(
+            f"--eval_prompts={args.eval_prompts}, but {out / 'data' / 'synthetic'} holds {len(test)} held-out prompts: "
+            f"pass --eval_prompts {len(test)} or fewer, or run the whole demo again with --eval_prompts "
+            f"{args.eval_prompts} (without --report_only) to generate them."
+        )
+    test = test.select(range(args.eval_prompts))
     samples = args.eval_samples
     before = sampled_rewards(out / "policy", test, samples, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)
     after = sampled_rewards(out / "trust-grpo", test, samples, max_new_tokens=GRPO_MAX_COMPLETION_LENGTH)

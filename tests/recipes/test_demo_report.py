@@ -110,6 +110,15 @@ def test_report_has_the_change_lines_and_figures(tmp_path, monkeypatch):
     assert "1 of 4 groups were mixed; in 1 of them" in report
 
 
+def test_report_only_with_more_prompts_than_generated_names_the_setting(tmp_path):
+    out = tmp_path / "demo"
+    test = make_synthetic_dataset(3, seed=0, start_index=256, problem_types=demo.GRPO_PROBLEM_TYPES)
+    DatasetDict({"test": test}).save_to_disk(out / "data" / "synthetic")
+    args = argparse.Namespace(eval_prompts=5, eval_samples=4, judge_type="generative", grpo_steps=2)
+    with pytest.raises(SystemExit, match=r"--eval_prompts=5, but .* holds 3 held-out prompts: pass --eval_prompts 3"):
+        demo.write_report(out, args, {}, start=0.0)
+
+
 @pytest.mark.slow
 def test_demo_writes_the_report_with_interval_and_figures(tmp_path):
     # The whole pipeline at the smallest sizes (each stage as `make demo` runs it); the numbers mean nothing here.

@@ -5,7 +5,7 @@ import shutil
 from types import SimpleNamespace
 
 import pytest
-from conftest import DATASET_ID, HUB_REPO, HubCalls
+from hub_fakes import DATASET_ID, HUB_REPO, HubCalls
 from huggingface_hub import ModelCard
 
 from sophia_trl import hub, model_cards
