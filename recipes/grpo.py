@@ -131,13 +131,23 @@ def main(script_args: TrustGRPOScriptArguments, training_args: TrustGRPOConfig, 
     if eval_dataset is not None:
         eval_dataset = apply_policy_prompt(eval_dataset, script_args.policy_prompt, script_args.dataset_name)
     # A corrupt or oversized image would otherwise kill the run when its row is drawn, possibly hours in.
+    # So would a row with more images than the in-process vLLM judge reserves memory for, when the judge scores it.
     image_check = {"max_pixels": script_args.max_image_pixels, "on_bad_row": script_args.on_bad_row}
+    judge_images = script_args.judge_max_images_per_row if script_args.judge_backend == "vllm" else None
     train_dataset, _ = check_images(
-        train_dataset, script_args.dataset_train_split, dataset_name=script_args.dataset_name, **image_check
+        train_dataset,
+        script_args.dataset_train_split,
+        dataset_name=script_args.dataset_name,
+        max_images=judge_images,
+        **image_check,
     )
     if eval_dataset is not None:
         eval_dataset, _ = check_images(
-            eval_dataset, script_args.dataset_test_split, dataset_name=script_args.dataset_name, **image_check
+            eval_dataset,
+            script_args.dataset_test_split,
+            dataset_name=script_args.dataset_name,
+            max_images=judge_images if training_args.thinking_reward_on_eval else None,
+            **image_check,
         )
 
     ################

@@ -331,7 +331,8 @@ class TrustGRPOScriptArguments(ImageDataArguments):
         default=1,
         metadata={
             "help": "Most images one dataset row may have, for the in-process vLLM judge ('vllm'), which reserves "
-            "memory for them (vLLM's limit_mm_per_prompt). The other backends take every image of a row; a vLLM "
+            "memory for them (vLLM's limit_mm_per_prompt); rows with more are bad rows, found before training "
+            "(on_bad_row). The other backends take every image of a row; a vLLM "
             "server takes as many as it was started with (MAX_IMAGES of scripts/serve_judge.sh)."
         },
     )

@@ -112,6 +112,7 @@ def check_images(
     on_bad_row: str = "error",
     dataset_name: str | None = None,
     batch_size: int = 256,
+    max_images: int | None = None,
 ) -> tuple[Dataset, list[BadRowError]]:
     """
     Check every image of a training split before training, so that a corrupt or oversized image stops the run at
@@ -137,6 +138,9 @@ def check_images(
             The dataset's name or path, for messages.
         batch_size (`int`, *optional*, defaults to `256`):
             Rows read from the Arrow table at a time.
+        max_images (`int` or `None`, *optional*, defaults to `None`):
+            Most images a row may have (the in-process vLLM judge's `judge_max_images_per_row`); a row with more is a
+            bad row. `None` for no limit.
 
     Returns:
         `tuple[Dataset, list[BadRowError]]`: The split without its bad rows (the same object when none is bad), and
@@ -153,6 +157,8 @@ def check_images(
         raise ValueError(f"on_bad_row must be 'error' or 'skip', got {on_bad_row!r}.")
     if max_pixels is not None and max_pixels < 1:
         raise ValueError(f"max_image_pixels must be a positive number of pixels or None, got {max_pixels}.")
+    if max_images is not None and max_images < 1:
+        raise ValueError(f"max_images must be >= 1 or None, got {max_images}.")
     columns = [column for column in IMAGE_COLUMNS if column in dataset.column_names]
     if not columns:
         return dataset, []
@@ -169,7 +175,7 @@ def check_images(
                 index = start + offset
                 if index in bad:
                     continue
-                reason = _image_problem(value, column, max_pixels)
+                reason = _too_many_images(value, column, max_images) or _image_problem(value, column, max_pixels)
                 if reason is None:
                     continue
                 row = f"{index}" + (f" ({id_column} {ids[offset]!r})" if ids[offset] not in (None, "") else "")
@@ -199,6 +205,18 @@ def check_images(
         skipped[0].reason,
     )
     return dataset.select([index for index in range(len(dataset)) if index not in bad]), skipped
+
+
+def _too_many_images(value: Any, column: str, max_images: int | None) -> str | None:
+    """Why a row's images are more than `max_images`, or `None`."""
+    items = value if isinstance(value, list) else [value]
+    count = sum(1 for item in items if (item.get("bytes") or item.get("path") if isinstance(item, dict) else item))
+    if max_images is None or count <= max_images:
+        return None
+    return (
+        f"{column} holds {count} images, more than the {max_images} per row the in-process vLLM judge is started "
+        f"for (judge_max_images_per_row): raise it to {count} or more."
+    )
 
 
 def _image_problem(value: Any, column: str, max_pixels: int | None) -> str | None:

@@ -251,3 +251,23 @@ def test_thinking_converter_passes_max_image_pixels(load_script, tmp_path):
     with pytest.raises(ValueError, match=r"rows.jsonl:0, .*110 pixels, more than the limit of 109"):
         script.main([*args, "--max_image_pixels", "109"])
     assert len(script.main([*args, "--max_image_pixels", "110"])["train"]) == 1
+
+
+def test_rows_with_more_images_than_max_images_are_bad_rows():
+    image = {"bytes": png_bytes(8, 8), "path": None}
+    counts = [1, 3, 0, 2]
+    features = Features({"images": List(Image()), "problem_id": Value("string")})
+    dataset = Dataset.from_dict(
+        {"images": [[image] * n for n in counts], "problem_id": [f"p{i}" for i in range(4)]}, features=features
+    )
+    with pytest.raises(ValueError) as info:
+        check_images(dataset, "train", max_images=2)
+    message = str(info.value)
+    assert message.startswith("Bad image in the 'train' split, row 1 (problem_id 'p1'), column 'images': ")
+    assert "images holds 3 images, more than the 2 per row" in message and "judge_max_images_per_row" in message
+    kept, skipped = check_images(dataset, "train", max_images=2, on_bad_row="skip")
+    assert kept["problem_id"] == ["p0", "p2", "p3"] and [err.row_id for err in skipped] == ["1 (problem_id 'p1')"]
+    assert check_images(dataset, "train", max_images=3)[1] == []  # at the limit
+    assert check_images(dataset, "train")[1] == []  # no limit
+    with pytest.raises(ValueError, match="max_images must be >= 1 or None, got 0"):
+        check_images(dataset, "train", max_images=0)
