@@ -209,9 +209,11 @@ def check_images(
 
 def _too_many_images(value: Any, column: str, max_images: int | None) -> str | None:
     """Why a row's images are more than `max_images`, or `None`."""
+    if max_images is None:
+        return None
     items = value if isinstance(value, list) else [value]
     count = sum(1 for item in items if (item.get("bytes") or item.get("path") if isinstance(item, dict) else item))
-    if max_images is None or count <= max_images:
+    if count <= max_images:
         return None
     return (
         f"{column} holds {count} images, more than the {max_images} per row the in-process vLLM judge is started "

@@ -43,9 +43,9 @@ class RequestBodyEncoder:
         if len(pieces) != len(urls) + 1:  # the marker also occurs in the text itself
             return json.dumps(body).encode()
         out = [pieces[0].encode()]
-        for url, piece in zip(urls, pieces[1:]):
+        for position, (url, piece) in enumerate(zip(urls, pieces[1:])):
             index, _, rest = piece.partition('"')
-            if index != str(len(out) - 1):
+            if index != str(position):
                 return json.dumps(body).encode()
             out.append(self._url_json(url))
             out.append(rest.encode())

@@ -53,6 +53,18 @@ def test_bytes_equal_json_dumps(messages, max_tokens, extra):
     assert body == before  # the caller's messages are not modified
 
 
+def encode_recording_dumps(encoder, bodies, monkeypatch):
+    """Each body through `encoder`, and every object the encoder passed to `json.dumps` on the way."""
+    dumped = []
+    real_dumps = json.dumps
+    monkeypatch.setattr(
+        request_body.json, "dumps", lambda obj, *a, **k: dumped.append(obj) or real_dumps(obj, *a, **k)
+    )
+    encoded = [encoder.encode(body) for body in bodies]
+    monkeypatch.undo()
+    return encoded, dumped
+
+
 def test_a_group_of_judge_requests_encodes_its_image_once(monkeypatch):
     rng = random.Random(2)
     image = Image.frombytes("RGB", (48, 48), bytes(rng.randrange(256) for _ in range(48 * 48 * 3)))
@@ -62,19 +74,25 @@ def test_a_group_of_judge_requests_encodes_its_image_once(monkeypatch):
         {"model": "judge", "messages": build_openai_messages("Q?", f"<think>step {i}</think>", image, image_url=url)}
         for i in range(8)
     ]
-    dumped = []
-    real_dumps = json.dumps
-    monkeypatch.setattr(
-        request_body.json, "dumps", lambda obj, *a, **k: dumped.append(obj) or real_dumps(obj, *a, **k)
-    )
     encoder = RequestBodyEncoder()
-    encoded = [encoder.encode(body) for body in bodies]
-    monkeypatch.undo()
+    encoded, dumped = encode_recording_dumps(encoder, bodies, monkeypatch)
     assert encoded == [json.dumps(body).encode() for body in bodies]
     assert sum(1 for obj in dumped if obj == url) == 1  # the URL's JSON: once for the 8 requests
     assert all(url not in json.dumps(obj) for obj in dumped if obj != url)  # the bodies went without it
     encoder.clear()
     assert encoder.encode(bodies[0]) == encoded[0]
+
+
+def test_a_row_with_several_images_splices_each_one(monkeypatch):
+    images = [Image.new("RGB", (8, 8), "red"), Image.new("RGB", (8, 8), "blue")]  # URLs stand-ins: URLS[0], URLS[1]
+    bodies = [
+        {"model": "judge", "messages": build_openai_messages("Q?", f"r{i}", images, image_url=URLS)} for i in range(3)
+    ]
+    encoder = RequestBodyEncoder()
+    encoded, dumped = encode_recording_dumps(encoder, bodies, monkeypatch)
+    assert encoded == [json.dumps(body).encode() for body in bodies]
+    assert [obj for obj in dumped if isinstance(obj, str)] == URLS  # each URL's JSON once, in order of first use
+    assert all(u not in json.dumps(obj) for obj in dumped if not isinstance(obj, str) for u in URLS)  # no fallback
 
 
 def test_the_marker_in_the_text_falls_back_to_plain_encoding():
